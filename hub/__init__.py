@@ -1,0 +1,53 @@
+"""Notification Hub: the public surface plugins import from.
+
+Plugins use only what is exported here (`from hub import hookimpl, ...`),
+never the core's internal modules.
+"""
+
+from hub.channels import Channel, Delivery, Health, OutboundMessage
+from hub.config import PluginSettings, ProviderSettings
+from hub.errors import ChannelError, HubError, PermanentError, TransientError
+from hub.events import (
+    AppointmentRef,
+    ContactRef,
+    Conversation,
+    DeliveryStatus,
+    DeliveryStatusEvent,
+    IdentityRef,
+    InboundMessage,
+    InboxEvent,
+    ReceivedMessage,
+)
+from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
+from hub.plugins import hookimpl
+from hub.responders import ContextSection, Reply, Tool
+
+__all__ = [
+    "AppointmentRef",
+    "Channel",
+    "ChannelError",
+    "ContactRef",
+    "ContextSection",
+    "Conversation",
+    "Delivery",
+    "DeliveryStatus",
+    "DeliveryStatusEvent",
+    "Health",
+    "HubError",
+    "IdentityRef",
+    "InboundMessage",
+    "InboxEvent",
+    "InvalidAddress",
+    "OutboundMessage",
+    "PermanentError",
+    "PluginSettings",
+    "ProviderSettings",
+    "ReceivedMessage",
+    "Reply",
+    "Tool",
+    "TransientError",
+    "hookimpl",
+    "normalize_address",
+    "normalize_email",
+    "normalize_phone",
+]

@@ -1,0 +1,126 @@
+"""The `hub` command line.
+
+Plugins add their own sub-commands through `register_commands`; to do that
+before arguments are parsed, `main` reads `--config` early and loads the
+plugins once, then hands the same hub to whichever command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from hub.config import Config, config_path, load_config
+from hub.core import Hub
+from hub.errors import StartupError, UnknownTenant
+from hub.logs import configure_logging
+
+T = TypeVar("T")
+
+
+class StartupFailure(click.ClickException):
+    """A start-up problem: printed as one line, exit status 2."""
+
+    exit_code = 2
+
+
+class CliState:
+    """What every command shares: which config to read, and the hub built from it (lazily)."""
+
+    def __init__(self, config_file: str | None, environ: dict[str, str]) -> None:
+        self.config_file = config_path(config_file, environ)
+        self.environ = environ
+        self._config: Config | None = None
+        self._hub: Hub | None = None
+
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_file, self.environ)
+            except StartupError as exc:
+                raise StartupFailure(str(exc)) from None
+            configure_logging(self._config.hub.log_level)
+        return self._config
+
+    def hub(self) -> Hub:
+        if self._hub is None:
+            config = self.config()
+            try:
+                self._hub = Hub.build(config)
+            except StartupError as exc:
+                raise StartupFailure(str(exc)) from None
+        return self._hub
+
+
+def hub_from_context() -> Hub:
+    """The hub for the running command (built, not yet opened): for plugin commands."""
+    return click.get_current_context().find_object(CliState).hub()  # type: ignore[union-attr]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; start-up errors become one line and exit status 2."""
+    try:
+        return asyncio.run(coro)
+    except StartupError as exc:
+        raise StartupFailure(str(exc)) from None
+    except UnknownTenant as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def with_open_hub(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Decorate an async command body `(hub, **options)`: the hub is opened around it."""
+
+    @click.pass_obj
+    def command(state: CliState, /, **options: Any) -> T:
+        hub = state.hub()
+
+        async def body() -> T:
+            async with hub.running():
+                return await func(hub, **options)
+
+        return run(body())
+
+    command.__name__ = func.__name__
+    command.__doc__ = func.__doc__
+    return command
+
+
+@click.group()
+@click.option("--config", "config_file", metavar="PATH", help="Config file (default: $HUB_CONFIG or ./config.toml).")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
+    """Notification Hub: webhooks in, contacts linked, reminders out."""
+    if not isinstance(ctx.obj, CliState) or (config_file and ctx.obj.config_file != config_file):
+        ctx.obj = CliState(config_file, dict(os.environ))
+
+
+def main() -> None:
+    """Entry point of the `hub` script and `python -m hub`."""
+    from hub.commands import add_builtin_commands
+
+    add_builtin_commands(cli)
+    environ = dict(os.environ)
+    state = CliState(_early_config_option(sys.argv[1:]), environ)
+    try:
+        hub = state.hub()
+    except click.ClickException:
+        hub = None  # the command that needs the hub reports the problem itself
+    if hub is not None:
+        hub.hooks.call_sync("register_commands", cli=cli)
+    cli.main(obj=state, prog_name="hub")
+
+
+def _early_config_option(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None

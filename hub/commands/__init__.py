@@ -1,0 +1,22 @@
+"""The core's sub-commands, one module per group."""
+
+from __future__ import annotations
+
+import click
+
+from hub.commands import contacts, db, phones, plugins, serve, tenants
+
+
+def add_builtin_commands(group: click.Group) -> None:
+    """Attach every core command to the `hub` group."""
+    for command in (
+        serve.serve,
+        serve.worker,
+        db.db,
+        plugins.plugins,
+        plugins.tools,
+        phones.phones,
+        contacts.contacts,
+        tenants.tenants,
+    ):
+        group.add_command(command)

@@ -1,0 +1,64 @@
+"""`hub serve` and `hub worker`: the long-running processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import click
+from aiohttp import web
+
+from hub.app import create_app
+from hub.cli import CliState, run
+from hub.core import Hub
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _sandbox_note(hub: Hub) -> str:
+    sandboxed = sorted(name for name, state in hub.plugins.items() if state.sandbox)
+    return f" [SANDBOX: {', '.join(sandboxed)}]" if sandboxed else ""
+
+
+async def _serve(hub: Hub, host: str, port: int, workers: bool) -> None:
+    async with hub.running():
+        app = create_app(hub, run_workers=workers, manage_hub=False)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            click.echo(f"Notification Hub serving on http://{host}:{port}/{_sandbox_note(hub)}", err=True)
+            click.echo(f"  health: http://{host}:{port}/health   database: {hub.db.safe_url}", err=True)
+            await _until_signalled()
+        finally:
+            await runner.cleanup()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--no-workers", is_flag=True, help="Serve HTTP only; leave processing to `hub worker`.")
+@click.pass_obj
+def serve(state: CliState, host: str, port: int, no_workers: bool) -> None:
+    """Run the HTTP app (webhooks, API, health) and, by default, the workers."""
+    run(_serve(state.hub(), host, port, not no_workers))
+
+
+async def _work(hub: Hub) -> None:
+    async with hub.running(), hub.workers():
+        click.echo(f"Notification Hub worker {hub.inbox.worker_id} running{_sandbox_note(hub)}", err=True)
+        await _until_signalled()
+
+
+@click.command()
+@click.pass_obj
+def worker(state: CliState) -> None:
+    """Run only the workers (inbox processor), for more processes on PostgreSQL."""
+    run(_work(state.hub()))

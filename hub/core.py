@@ -1,0 +1,225 @@
+"""The Hub: one object that owns config, plugins, database and workers.
+
+Build it with `Hub.build(config)` (loads plugins and validates their
+settings: no I/O), then `await hub.open()` before use and `await
+hub.close()` after. Everything else reaches the hub through this object;
+there is no module-level state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+import structlog
+from pydantic import BaseModel
+
+from hub.channels import Channel, Health
+from hub.config import Config, resolve_secrets, validate_table
+from hub.contacts import LinkOutcome
+from hub.database import Database
+from hub.errors import ConfigError, PluginLoadError
+from hub.events import IdentityRef
+from hub.inbox import Inbox
+from hub.messaging import message_processors
+from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
+from hub.tenants import TenantDirectory, upsert_tenant
+
+
+@dataclass(frozen=True)
+class PluginState:
+    """A loaded plugin as `hub plugins` and /health show it."""
+
+    info: PluginInfo
+    settings: BaseModel | None
+    configured: bool
+    problem: str = ""
+
+    @property
+    def sandbox(self) -> bool | None:
+        """True or False for a provider plugin, None when the plugin has no sandbox switch."""
+        value = getattr(self.settings, "sandbox", None)
+        return value if isinstance(value, bool) else None
+
+
+class Hub:
+    """The running hub; see the module docstring for its life cycle."""
+
+    def __init__(self, config: Config, pm: pluggy.PluginManager, plugins: list[PluginInfo]) -> None:
+        self.config = config
+        self.pm = pm
+        self.hooks = HookCaller(pm)
+        self.log = structlog.get_logger("hub")
+        self.db = Database(config.hub.database_url)
+        self.tenants = TenantDirectory(self.db.sessions)
+        self.inbox = Inbox(
+            self.db, self.tenants, max_attempts=config.hub.inbox_max_attempts, poll_seconds=config.hub.inbox_poll_seconds
+        )
+        self.inbox.processors.update(message_processors(self))
+        self._settings_models: dict[str, type[BaseModel]] = {}
+        self.plugins: dict[str, PluginState] = {}
+        self._validate_settings(plugins)
+        self.channels: dict[str, Channel] = {}
+        self.channel_plugins: dict[str, str] = {}
+        """Channel name -> the plugin that provides it."""
+        self._register_channels()
+
+    @classmethod
+    def build(cls, config: Config) -> Hub:
+        """Load every plugin and validate its settings; raises StartupError naming the cause."""
+        sources = discover(config.plugin_dir_paths())
+        pm, infos = build_plugin_manager(sources, config.hub.disabled)
+        return cls(config, pm, infos)
+
+    # --- plugins and settings ---------------------------------------------
+
+    def _validate_settings(self, infos: list[PluginInfo]) -> None:
+        loaded = {info.name for info in infos}
+        for name in self.config.plugins:
+            if name not in loaded and name not in self.config.hub.disabled:
+                raise ConfigError(self.config.path, f"plugins.{name}", "no plugin of that name is loaded")
+        for slug, tenant in self.config.tenants.items():
+            for name in tenant.plugins:
+                if name not in loaded and name not in self.config.hub.disabled:
+                    raise ConfigError(self.config.path, f"tenants.{slug}.plugins.{name}", "no plugin of that name is loaded")
+        models = dict(self.hooks.call_sync("register_settings"))
+        for info in infos:
+            model = models.get(info.name)
+            if model is None:
+                self.plugins[info.name] = PluginState(info, None, True)
+                continue
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise PluginLoadError(f"plugin {info.name!r}: register_settings must return a pydantic model class")
+            self._settings_models[info.name] = model
+            table = self.config.plugins.get(info.name)
+            if table is None:
+                try:
+                    settings = model()
+                except Exception:
+                    # Loaded but not set up: its channels stay off; that is not an error.
+                    self.plugins[info.name] = PluginState(info, None, False, "no [plugins.%s] table" % info.name)
+                    continue
+                self.plugins[info.name] = PluginState(info, settings, True)
+                continue
+            settings = self._validate_plugin_table(model, table, f"plugins.{info.name}")
+            self.plugins[info.name] = PluginState(info, settings, True)
+        for slug, tenant in self.config.tenants.items():
+            for name in tenant.plugins:
+                self.settings_for(name, slug)  # fail at start, not on the first event
+
+    def _validate_plugin_table(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> BaseModel:
+        resolved = resolve_secrets(table, self.config.path, where, self.config.environ)
+        return validate_table(model, resolved, self.config.path, where)
+
+    def settings_for(self, plugin: str, tenant: str | None = None) -> Any:
+        """A plugin's validated settings, with the tenant's overrides applied; None if not configured."""
+        state = self.plugins.get(plugin)
+        if state is None:
+            raise KeyError(f"no plugin {plugin!r} is loaded")
+        overrides = self.config.tenants[tenant].plugins.get(plugin) if tenant in self.config.tenants else None
+        if not overrides:
+            return state.settings
+        model = self._settings_models[plugin]
+        merged = {**self.config.plugins.get(plugin, {}), **overrides}
+        return self._validate_plugin_table(model, merged, f"tenants.{tenant}.plugins.{plugin}")
+
+    def _register_channels(self) -> None:
+        for plugin, channels in self.hooks.call_sync("register_channels", hub=self):
+            for channel in channels:
+                if not isinstance(channel, Channel):
+                    raise PluginLoadError(f"plugin {plugin!r}: {channel!r} is not a channel (see hub.Channel)")
+                if channel.name in self.channels:
+                    raise PluginLoadError(f"plugin {plugin!r}: a channel named {channel.name!r} already exists")
+                self.channels[channel.name] = channel
+                self.channel_plugins[channel.name] = plugin
+
+    # --- hooks ------------------------------------------------------------
+
+    async def call_all(self, hook: str, /, **kwargs: Any) -> list[Any]:
+        """Run every implementation of a hook; see `HookCaller.call_all`."""
+        return await self.hooks.call_all(hook, **kwargs)
+
+    async def call_first(self, hook: str, /, **kwargs: Any) -> Any:
+        """Run a hook's implementations until one returns non-None; see `HookCaller.call_first`."""
+        return await self.hooks.call_first(hook, **kwargs)
+
+    async def announce_link(self, outcome: LinkOutcome) -> None:
+        """Fire `on_contact_linked` for each identity a link added and each contact it merged."""
+        for identity in outcome.added:
+            await self.call_all("on_contact_linked", hub=self, contact=outcome.contact, identity=identity)
+        if outcome.merged and not outcome.added:
+            identity: IdentityRef = outcome.identities[0]
+            await self.call_all("on_contact_linked", hub=self, contact=outcome.contact, identity=identity)
+
+    # --- life cycle -------------------------------------------------------
+
+    async def open(self, *, migrate: bool | None = None) -> None:
+        """Check (or migrate) the database, create config tenants, and run `on_startup`."""
+        auto = self.config.hub.should_auto_migrate if migrate is None else migrate
+        await self.db.ensure_migrated(auto)
+        async with self.db.sessions.begin() as session:
+            for slug, settings in self.config.tenants.items():
+                info, _ = await upsert_tenant(session, slug, settings)
+                self.tenants.remember(info)
+        await self.call_all("on_startup", hub=self)
+
+    async def close(self) -> None:
+        """Run `on_shutdown` and close the database."""
+        await self.call_all("on_shutdown", hub=self)
+        await self.db.close()
+
+    @asynccontextmanager
+    async def running(self, *, migrate: bool | None = None) -> AsyncIterator[Hub]:
+        """`open` ... `close` as a context manager."""
+        await self.open(migrate=migrate)
+        try:
+            yield self
+        finally:
+            await self.close()
+
+    @asynccontextmanager
+    async def workers(self) -> AsyncIterator[None]:
+        """Run the background workers (the inbox processor) for the duration of the block."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.inbox.run(stop), name="hub-inbox-worker")
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """(all required parts up, the JSON /health shows)."""
+        db_problem = await self.db.ping()
+        ok = db_problem is None
+        plugins: dict[str, Any] = {}
+        for name, state in self.plugins.items():
+            entry: dict[str, Any] = {"configured": state.configured, "failures": self.hooks.failures.get(name, 0)}
+            if state.sandbox is not None:
+                entry["sandbox"] = state.sandbox
+            checks = {}
+            for channel_name, channel in self.channels.items():
+                if self.channel_plugins.get(channel_name) != name:
+                    continue
+                try:
+                    result = await asyncio.wait_for(channel.check(), timeout=5)
+                except Exception as exc:
+                    result = Health(False, f"check failed: {type(exc).__name__}: {exc}")
+                checks[channel_name] = {"ok": result.ok, "detail": result.detail, "required": result.required}
+                if result.required and not result.ok:
+                    ok = False
+            if checks:
+                entry["channels"] = checks
+            plugins[name] = entry
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "database": {"ok": db_problem is None, "detail": db_problem or ""},
+            "plugins": plugins,
+        }
+        return ok, body
+
+

@@ -1,0 +1,111 @@
+"""The database: engine, sessions, and migrations through Alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from hub.errors import StartupError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the HTTP app read while a worker writes; foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    """An Alembic config for this project's migrations and the given database."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+class Database:
+    """Owns the engine and hands out sessions; one per hub process."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.dialect = url.split("+", 1)[0].split(":", 1)[0]
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "postgresql":
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password hidden, for messages and logs."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> str | None:
+        """None when the database answers, else why it does not."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means "down" to /health
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return None
+
+    async def revisions(self) -> tuple[str | None, str | None]:
+        """(current revision of the database, head revision of the migrations)."""
+        head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+
+        def current(conn: Connection) -> str | None:
+            return MigrationContext.configure(conn).get_current_revision()
+
+        try:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(current), head
+        except OSError as exc:
+            raise StartupError(f"database {self.safe_url} cannot be reached: {exc}") from None
+        except Exception as exc:
+            if "connect" in type(exc).__name__.lower() or "refused" in str(exc).lower():
+                raise StartupError(f"database {self.safe_url} cannot be reached: {exc}") from None
+            raise
+
+    async def upgrade(self, revision: str = "head") -> None:
+        """Run Alembic migrations up to `revision` on this database."""
+        cfg = alembic_config(self.url)
+
+        def run(conn: Connection) -> None:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(run)
+
+    async def ensure_migrated(self, auto_migrate: bool) -> None:
+        """Migrate when allowed, else refuse to run on a database that is behind."""
+        current, head = await self.revisions()
+        if current == head:
+            return
+        if auto_migrate:
+            await self.upgrade()
+            return
+        state = "not migrated" if current is None else f"at revision {current}, migrations are at {head}"
+        raise StartupError(f"database {self.safe_url} is {state}: run `hub db upgrade` first")

@@ -1,0 +1,155 @@
+"""Typed events that sources turn webhooks into, and the views hooks receive.
+
+A plugin's webhook handler builds one of the `InboxEvent` classes and hands it
+to `hub.inbox.accept(...)`; the core stores it, answers the webhook, and a
+worker processes it later. Events are plain dataclasses so they survive a
+round trip through the `inbox_events.payload` JSON column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboxEvent:
+    """Base class: one verified webhook, normalised; `kind` routes it to its processor."""
+
+    kind: ClassVar[str] = ""
+    tenant: str
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON-safe dict stored in `inbox_events.payload`."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> InboxEvent:
+        """Rebuild the event from what `to_payload` stored."""
+        values = dict(payload)
+        for f in dataclasses.fields(cls):
+            if f.type in ("dt.datetime", "dt.datetime | None") and isinstance(values.get(f.name), str):
+                values[f.name] = dt.datetime.fromisoformat(values[f.name])
+        return cls(**values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboundMessage(InboxEvent):
+    """A person wrote to a tenant on some medium (WhatsApp, SMS, email, chat)."""
+
+    kind: ClassVar[str] = "message.received"
+    medium: str
+    channel: str
+    sender: str
+    """The sender's address as the vendor sent it (`whatsapp:+52155...`); the core normalises it."""
+    sender_kind: str = "phone"
+    """Identity kind of `sender`: "phone", "email", or a vendor id kind such as "chatwoot"."""
+    body: str = ""
+    provider_id: str | None = None
+    profile_name: str | None = None
+    media: list[dict[str, str]] = field(default_factory=list)
+    received_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryStatusEvent(InboxEvent):
+    """A provider reported what happened to a message the hub sent."""
+
+    kind: ClassVar[str] = "delivery.status"
+    channel: str
+    provider_id: str
+    status: str
+    """One of: queued, sent, delivered, read, undelivered, failed."""
+    error_code: str | None = None
+    error_message: str | None = None
+    reported_at: dt.datetime | None = None
+
+
+INBOX_EVENT_TYPES: tuple[type[InboxEvent], ...] = (InboundMessage, DeliveryStatusEvent)
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """What `on_message_received` and `respond_to_message` see: a recorded inbound message."""
+
+    tenant: str
+    contact_id: int
+    conversation_id: int
+    message_id: int
+    medium: str
+    channel: str
+    address: str
+    body: str
+    media: list[dict[str, str]]
+    profile_name: str | None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A contact's thread on one medium, as responders see it."""
+
+    id: int
+    tenant: str
+    contact_id: int
+    medium: str
+    channel: str
+    last_inbound_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """What `on_delivery_status` sees: a status applied to a recorded outbound message."""
+
+    tenant: str
+    channel: str
+    provider_id: str
+    status: str
+    message_id: int | None
+    notification_id: int | None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactRef:
+    """A contact as hooks see it."""
+
+    id: int
+    tenant: str
+    name: str | None
+    locale: str | None
+    timezone: str | None
+
+
+@dataclass(frozen=True)
+class IdentityRef:
+    """One address of a contact: (kind, value), e.g. ("phone", "+34600123456")."""
+
+    id: int
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
+class AppointmentRef:
+    """An appointment as hooks see it; times are timezone-aware UTC."""
+
+    id: int
+    tenant: str
+    contact_id: int | None
+    source: str
+    external_id: str
+    start_at: dt.datetime
+    end_at: dt.datetime | None
+    timezone: str | None
+    status: str
+    service: str | None = None
+    location: str | None = None

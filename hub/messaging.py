@@ -1,0 +1,160 @@
+"""Processors for the inbox's message events: inbound messages and delivery statuses.
+
+They run inside the inbox worker's transaction and return the hooks to fire
+once it is committed, so a plugin never sees a message that was rolled back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from hub.contacts import link
+from hub.events import (
+    Conversation as ConversationView,
+)
+from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, ReceivedMessage
+from hub.inbox import AfterCommit, Processor
+from hub.models import Conversation, Message, utcnow
+from hub.responders import Reply
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from hub.core import Hub
+
+# A status only moves forward: a late "delivered" never undoes "read".
+STATUS_RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "undelivered": 3,
+    "failed": 3,
+    "delivered": 4,
+    "read": 5,
+}
+
+
+def moves_forward(current: str | None, new: str) -> bool:
+    """Whether a reported status should replace the current one."""
+    return STATUS_RANK.get(new, -1) > STATUS_RANK.get(current or "", -1)
+
+
+async def conversation_for(session: AsyncSession, tenant_id: int, contact_id: int, medium: str, channel: str) -> Conversation:
+    """The contact's conversation on this medium, created on first use."""
+    row = await session.scalar(
+        select(Conversation).where(
+            Conversation.tenant_id == tenant_id, Conversation.contact_id == contact_id, Conversation.medium == medium
+        )
+    )
+    if row is None:
+        row = Conversation(tenant_id=tenant_id, contact_id=contact_id, medium=medium, channel=channel)
+        session.add(row)
+        await session.flush()
+    return row
+
+
+def message_processors(hub: Hub) -> dict[str, Processor]:
+    """The inbox processors this module provides, keyed by event kind."""
+
+    async def received(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
+        assert isinstance(event, InboundMessage)
+        tenant = await hub.tenants.get(event.tenant)
+        outcome = await link(
+            session, tenant, [(event.sender_kind, event.sender)], profile={"name": event.profile_name}
+        )
+        conversation = await conversation_for(session, tenant.id, outcome.contact.id, event.medium, event.channel)
+        received_at = event.received_at or utcnow()
+        conversation.last_inbound_at = received_at
+        conversation.channel = event.channel
+        message = Message(
+            tenant_id=tenant.id,
+            conversation_id=conversation.id,
+            direction="in",
+            channel=event.channel,
+            body=event.body,
+            media=list(event.media),
+            provider_id=event.provider_id,
+            status="received",
+            status_history=[{"status": "received", "at": received_at.isoformat()}],
+        )
+        session.add(message)
+        await session.flush()
+        view = ReceivedMessage(
+            tenant=tenant.slug,
+            contact_id=outcome.contact.id,
+            conversation_id=conversation.id,
+            message_id=message.id,
+            medium=event.medium,
+            channel=event.channel,
+            address=outcome.identities[0].value,
+            body=event.body,
+            media=list(event.media),
+            profile_name=event.profile_name,
+        )
+        thread = ConversationView(
+            conversation.id, tenant.slug, outcome.contact.id, event.medium, event.channel, received_at
+        )
+
+        async def fire() -> None:
+            await hub.announce_link(outcome)
+            await hub.call_all("on_message_received", hub=hub, message=view)
+            reply = await hub.call_first("respond_to_message", hub=hub, conversation=thread, message=view)
+            if isinstance(reply, Reply):
+                await record_reply(hub, thread, reply)
+
+        return [fire]
+
+    async def status(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
+        assert isinstance(event, DeliveryStatusEvent)
+        tenant = await hub.tenants.get(event.tenant)
+        message = await session.scalar(
+            select(Message).where(
+                Message.tenant_id == tenant.id, Message.channel == event.channel, Message.provider_id == event.provider_id
+            )
+        )
+        if message is None:
+            # A status for a message this hub did not record (sent by another system): nothing to apply.
+            return []
+        if not moves_forward(message.status, event.status):
+            return []
+        at = (event.reported_at or utcnow()).isoformat()
+        message.status = event.status
+        message.status_history = [*message.status_history, {"status": event.status, "at": at}]
+        view = DeliveryStatus(
+            tenant=tenant.slug,
+            channel=event.channel,
+            provider_id=event.provider_id,
+            status=event.status,
+            message_id=message.id,
+            notification_id=message.notification_id,
+            error_code=event.error_code,
+            error_message=event.error_message,
+        )
+
+        async def fire() -> None:
+            await hub.call_all("on_delivery_status", hub=hub, status=view)
+
+        return [fire]
+
+    return {InboundMessage.kind: received, DeliveryStatusEvent.kind: status}
+
+
+async def record_reply(hub: Hub, conversation: ConversationView, reply: Reply) -> None:
+    """Store a responder's reply in the conversation as an outbound message awaiting delivery."""
+    async with hub.db.sessions.begin() as session:
+        session.add(
+            Message(
+                tenant_id=(await hub.tenants.get(conversation.tenant)).id,
+                conversation_id=conversation.id,
+                direction="out",
+                channel=conversation.channel,
+                body=reply.body,
+                media=[],
+                status="queued",
+                status_history=[{"status": "queued", "at": utcnow().isoformat(), "responder": reply.responder}],
+            )
+        )
