@@ -148,8 +148,8 @@ def parse_config(raw: Mapping[str, Any], name: str, environ: Mapping[str, str]) 
     for slug, table in _table(raw, "tenants", name).items():
         if not isinstance(table, dict):
             raise ConfigError(name, f"tenants.{slug}", "must be a table")
-        if not slug.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(name, f"tenants.{slug}", "a tenant slug may hold only letters, digits, - and _")
+        if problem := slug_problem(slug):
+            raise ConfigError(name, f"tenants.{slug}", problem)
         tenant = validate_table(TenantSettings, table, name, f"tenants.{slug}")
         tenants[slug] = tenant.model_copy(update={"name": tenant.name or slug})
     plugins = {key: value for key, value in _table(raw, "plugins", name).items()}
@@ -157,6 +157,13 @@ def parse_config(raw: Mapping[str, Any], name: str, environ: Mapping[str, str]) 
         if not isinstance(value, dict):
             raise ConfigError(name, f"plugins.{key}", "must be a table")
     return Config(path=name, hub=hub_settings, tenants=tenants, plugins=plugins, environ=dict(environ))
+
+
+def slug_problem(slug: str) -> str | None:
+    """Why a tenant slug is unusable (it appears in URLs and commands), or None."""
+    if not slug or len(slug) > 64 or not slug.replace("-", "").replace("_", "").isascii() or not slug.replace("-", "").replace("_", "").isalnum():
+        return "a tenant slug is 1-64 ASCII letters, digits, - and _"
+    return None
 
 
 def _table(raw: Mapping[str, Any], key: str, name: str) -> Mapping[str, Any]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from sqlalchemy import select
 
@@ -16,7 +17,17 @@ from hub.models import Contact, Identity
 from hub.phones import InvalidAddress
 
 COLUMNS = ("name", "phone", "whatsapp", "email", "locale", "timezone", "external_id")
+ADDRESS_COLUMNS = ("phone", "whatsapp", "email")
+# The widths of the contacts columns: a longer value would be cut (SQLite) or refused (PostgreSQL).
+PROFILE_LENGTHS = {"name": 200, "locale": 16, "external_id": 200}
 BATCH = 200
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> frozenset[str]:
+    # A set lookup, not ZoneInfo(key): ZoneInfo raises OSError for "America" (a folder) and
+    # accepts files that are not zones ("localtime").
+    return frozenset(available_timezones())
 
 
 @dataclass(frozen=True)
@@ -38,25 +49,52 @@ class ImportReport:
 
 
 def _row_evidence(row: dict[str, str], line: int, region: str, report: ImportReport) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    def cell(column: str) -> str:
+        value = (row.get(column) or "").strip()
+        if "\x00" in value:
+            # PostgreSQL cannot store a NUL character in text; it is never meant.
+            report.errors.append(RowError(line, column, "contains a NUL character"))
+            return ""
+        return value
+
     addresses: list[tuple[str, str]] = []
     # A WhatsApp id is always international, so it is never read with the tenant's region.
     for column, kind, row_region in (("phone", "phone", region), ("whatsapp", "phone", None), ("email", "email", None)):
-        raw = (row.get(column) or "").strip()
+        raw = cell(column)
         if not raw:
             continue
         try:
             addresses.append(identity_key(kind, raw, row_region))
         except InvalidAddress as exc:
             report.errors.append(RowError(line, column, exc.reason))
-    profile: dict[str, Any] = {k: (row.get(k) or "").strip() or None for k in ("name", "locale", "external_id")}
-    timezone = (row.get("timezone") or "").strip()
+    profile: dict[str, Any] = {}
+    for column, limit in PROFILE_LENGTHS.items():
+        value = cell(column)
+        if len(value) > limit:
+            report.errors.append(RowError(line, column, f"too long (at most {limit} characters)"))
+            value = ""
+        profile[column] = value or None
+    timezone = cell("timezone")
     if timezone:
-        try:
-            ZoneInfo(timezone)
+        if timezone in _timezones():
             profile["timezone"] = timezone
-        except (ZoneInfoNotFoundError, ValueError):
+        else:
             report.errors.append(RowError(line, "timezone", f"unknown timezone {timezone!r}"))
     return addresses, profile
+
+
+def _check_header(fieldnames: Sequence[str] | None) -> None:
+    """Raise ValueError (one line, for the operator) unless the header names known columns."""
+    if not fieldnames or not any(name in COLUMNS for name in fieldnames):
+        raise ValueError(f"the first line must name the columns ({', '.join(COLUMNS)})")
+    unknown = [c for c in fieldnames if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")
+    repeated = [c for i, c in enumerate(fieldnames) if c in fieldnames[:i]]
+    if repeated:
+        raise ValueError(f"column {repeated[0]!r} appears twice")
+    if not any(c in fieldnames for c in ADDRESS_COLUMNS):
+        raise ValueError(f"no address column: a client list needs one of {', '.join(ADDRESS_COLUMNS)}")
 
 
 async def import_contacts(
@@ -65,22 +103,32 @@ async def import_contacts(
     """Link every row of a client list through the resolver; idempotent when run again."""
     tenant = await hub.tenants.get(tenant_slug)
     reader = csv.DictReader(lines)
-    missing = [c for c in ("name", "phone", "email") if c not in (reader.fieldnames or [])]
-    unknown = [c for c in reader.fieldnames or [] if c not in COLUMNS]
-    if reader.fieldnames is None or len(missing) == 3:
-        raise ValueError(f"the first line must name the columns ({', '.join(COLUMNS)})")
-    if unknown:
-        raise ValueError(f"unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")
+    try:
+        _check_header(reader.fieldnames)
+    except csv.Error as exc:
+        raise ValueError(f"line 1: {exc}") from None
     report = ImportReport()
     announcements = []
     session = hub.db.sessions()
     try:
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                # The file cannot be read past this point (e.g. an unclosed quote swallowed the rest).
+                raise ValueError(f"line {reader.line_num}: {exc}") from None
             line = reader.line_num
+            if not any((value or "").strip() if isinstance(value, str) else value for value in row.values()):
+                # A blank row (",,,,") that spreadsheets leave at the end: no data, no problem.
+                progress(1)
+                continue
             report.rows += 1
+            problems = len(report.errors)
             addresses, profile = _row_evidence(row, line, tenant.default_region, report)
             if not addresses:
-                if not any(e.line == line for e in report.errors):
+                if not any(e.column in ADDRESS_COLUMNS for e in report.errors[problems:]):
                     report.errors.append(RowError(line, "phone", "no phone, whatsapp or email"))
             else:
                 outcome = await link(session, tenant, addresses, profile=profile, reason="import")

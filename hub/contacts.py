@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.events import ContactRef, IdentityRef
 from hub.models import Appointment, Contact, ContactMerge, Conversation, Identity, Message, Notification, utcnow
-from hub.phones import normalize_address
+from hub.phones import InvalidAddress, normalize_address
 from hub.tenants import TenantInfo
 
 PROFILE_FIELDS = ("name", "locale", "timezone", "external_id")
@@ -36,9 +36,18 @@ class LinkOutcome:
     created: bool = False
 
 
+# The width of `identities.value`: a longer address cannot be stored (PostgreSQL refuses it).
+MAX_ADDRESS_LENGTH = 320
+
+
 def identity_key(kind: str, raw: str, region: str | None) -> tuple[str, str]:
     """(kind, stored value) for an address: the one place that decides how identities are stored."""
-    return kind, normalize_address(kind, raw, region)
+    # The kind is folded like normalize_address folds it, so "Phone" and "phone" are one key.
+    folded = kind.strip().lower()
+    value = normalize_address(folded, raw, region)
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise InvalidAddress("too long", raw)
+    return folded, value
 
 
 def _ref(contact: Contact, tenant: TenantInfo) -> ContactRef:
@@ -66,6 +75,10 @@ async def link(
     """Resolve (kind, raw address) pairs of one person to one contact, merging where needed."""
     if not addresses:
         raise ValueError("link needs at least one address")
+    unknown = [name for name in (profile or {}) if name not in PROFILE_FIELDS]
+    if unknown:
+        # Checked before anything is written, like the addresses below.
+        raise ValueError(f"unknown profile field {unknown[0]!r}")
     keys: list[tuple[str, str]] = []
     for kind, raw in addresses:
         key = identity_key(kind, raw, tenant.default_region)
@@ -112,8 +125,6 @@ async def link(
             row.last_seen_at = now
         refs.append(IdentityRef(row.id, kind, value))
     for name, value in (profile or {}).items():
-        if name not in PROFILE_FIELDS:
-            raise ValueError(f"unknown profile field {name!r}")
         # Evidence fills gaps; it never overwrites what an operator or earlier source set.
         if value and not getattr(contact, name):
             setattr(contact, name, value)
@@ -143,10 +154,12 @@ async def merge(
             await session.execute(
                 update(Message).where(Message.conversation_id == conversation.id).values(conversation_id=target.id)
             )
-            if conversation.last_inbound_at and (
-                target.last_inbound_at is None or conversation.last_inbound_at > target.last_inbound_at
-            ):
-                target.last_inbound_at = conversation.last_inbound_at
+            # The merged thread is as recent as the more recent of the two, in both directions.
+            for column in ("last_inbound_at", "last_outbound_at"):
+                theirs = getattr(conversation, column)
+                ours = getattr(target, column)
+                if theirs and (ours is None or theirs > ours):
+                    setattr(target, column, theirs)
             await session.delete(conversation)
         else:
             conversation.contact_id = keep

@@ -114,7 +114,7 @@ class Inbox:
         return len(rows)
 
     async def _process(self, row: InboxEventRow) -> None:
-        attempt = row.attempts + 1
+        attempt = row.attempts  # the claim's UPDATE already counted this try (and synced the object)
         try:
             processor = self.processors[row.kind]
             event = EVENT_CLASSES[row.kind].from_payload(row.payload)

@@ -125,6 +125,12 @@ def build_plugin_manager(
             ) from None
         hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or ()))
         infos.append(PluginInfo(source.name, source.origin, hooks))
+    try:
+        # A hookimpl whose name matches no spec is almost always a typo that would never run.
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+        raise PluginLoadError(f"plugin {name!r}: {exc}") from None
     return pm, infos
 
 

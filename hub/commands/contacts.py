@@ -26,7 +26,10 @@ def contacts() -> None:
 @with_open_hub
 async def import_(hub: Hub, csv_file: click.utils.LazyFile, tenant: str) -> None:
     """Import a CSV client list (name, phone, whatsapp, email, locale, timezone, external_id)."""
-    lines = csv_file.readlines()
+    try:
+        lines = csv_file.readlines()
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{csv_file.name}: not UTF-8 text (save the list as \"CSV UTF-8\")") from None
     total = max(len(lines) - 1, 0)
     try:
         if sys.stderr.isatty():
@@ -64,7 +67,9 @@ async def show(hub: Hub, contact_id: int, tenant: str) -> None:
         contact = await session.scalar(select(Contact).where(Contact.id == contact_id, Contact.tenant_id == info.id))
         if contact is None:
             raise click.ClickException(f"no contact {contact_id} in tenant {tenant}")
-        identities = (await session.scalars(select(Identity).where(Identity.contact_id == contact.id))).all()
+        identities = (
+            await session.scalars(select(Identity).where(Identity.contact_id == contact.id).order_by(Identity.id))
+        ).all()
     click.echo(f"contact {contact.id}: {contact.name or '(no name)'}")
     if contact.merged_into_id:
         click.echo(f"  merged into {contact.merged_into_id}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import click
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from hub.cli import with_open_hub
-from hub.config import TenantSettings
+from hub.config import TenantSettings, slug_problem
 from hub.core import Hub
 from hub.models import Tenant
 from hub.tenants import issue_api_key, upsert_tenant
@@ -26,10 +27,14 @@ def tenants() -> None:
 @with_open_hub
 async def create(hub: Hub, slug: str, name: str, region: str, timezone: str, locale: str) -> None:
     """Create a tenant and print a new API key (shown once, stored hashed)."""
+    if problem := slug_problem(slug):
+        raise click.BadParameter(problem, param_hint="SLUG")
     try:
         settings = TenantSettings(name=name or slug, default_region=region, timezone=timezone, locale=locale)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc).splitlines()[-1]) from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = {"default_region": "region"}.get(str(error["loc"][0]), str(error["loc"][0]))
+        raise click.BadParameter(error["msg"].removeprefix("Value error, "), param_hint=f"--{option}") from None
     async with hub.db.sessions.begin() as session:
         if await session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
             raise click.ClickException(f"tenant {slug!r} already exists (use `hub tenants key {slug}` for a new key)")
