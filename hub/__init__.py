@@ -5,7 +5,9 @@ never the core's internal modules.
 """
 
 from hub.channels import Channel, Delivery, Health, OutboundMessage
+from hub.cli import hub_from_context
 from hub.config import PluginSettings, ProviderSettings
+from hub.core import Hub
 from hub.errors import ChannelError, HubError, PermanentError, TransientError
 from hub.events import (
     AppointmentRef,
@@ -33,6 +35,7 @@ __all__ = [
     "DeliveryStatus",
     "DeliveryStatusEvent",
     "Health",
+    "Hub",
     "HubError",
     "IdentityRef",
     "InboundMessage",
@@ -47,6 +50,7 @@ __all__ = [
     "Tool",
     "TransientError",
     "hookimpl",
+    "hub_from_context",
     "normalize_address",
     "normalize_email",
     "normalize_phone",

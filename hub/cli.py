@@ -8,9 +8,7 @@ plugins once, then hands the same hub to whichever command runs.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -113,7 +111,11 @@ def main() -> None:
     except click.ClickException:
         hub = None  # the command that needs the hub reports the problem itself
     if hub is not None:
-        hub.hooks.call_sync("register_commands", cli=cli)
+        try:
+            hub.hooks.call_sync("register_commands", cli=cli)
+        except StartupError as exc:
+            StartupFailure(str(exc)).show()
+            sys.exit(StartupFailure.exit_code)
     cli.main(obj=state, prog_name="hub")
 
 

@@ -50,6 +50,13 @@ def identity_key(kind: str, raw: str, region: str | None) -> tuple[str, str]:
     return folded, value
 
 
+def _storable(name: str, value: Any) -> bool:
+    """Whether a profile value fits its column: PostgreSQL refuses (and SQLite keeps) one that does
+    not, and one bad vendor field must not fail the whole event; such evidence is left out."""
+    length = Contact.__table__.c[name].type.length
+    return isinstance(value, str) and "\x00" not in value and (length is None or len(value) <= length)
+
+
 def _ref(contact: Contact, tenant: TenantInfo) -> ContactRef:
     return ContactRef(contact.id, tenant.slug, contact.name, contact.locale, contact.timezone)
 
@@ -126,7 +133,7 @@ async def link(
         refs.append(IdentityRef(row.id, kind, value))
     for name, value in (profile or {}).items():
         # Evidence fills gaps; it never overwrites what an operator or earlier source set.
-        if value and not getattr(contact, name):
+        if value and not getattr(contact, name) and _storable(name, value):
             setattr(contact, name, value)
     await session.flush()
     return LinkOutcome(_ref(contact, tenant), refs, added, merged, outcome_created)

@@ -109,7 +109,8 @@ class Hub:
             self.plugins[info.name] = PluginState(info, settings, True)
         for slug, tenant in self.config.tenants.items():
             for name in tenant.plugins:
-                self.settings_for(name, slug)  # fail at start, not on the first event
+                if name in self.plugins:
+                    self.settings_for(name, slug)  # fail at start, not on the first event
 
     def _validate_plugin_table(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> BaseModel:
         resolved = resolve_secrets(table, self.config.path, where, self.config.environ)

@@ -7,7 +7,10 @@ called only through `Hub.call_all` (every implementation, a failing one is
 logged with its plugin name and counted, the others still run) and
 `Hub.call_first` (in order, the first non-None result wins).
 
-"Once" hooks run while the hub starts; "each" hooks run per event.
+"Once" hooks run while the hub starts; "each" hooks run per event. The
+`register_*` hooks that run once at start-up (settings, channels, routes,
+template dirs, commands) must be plain `def`: an async one, or one that
+raises, stops start-up with an error naming the plugin.
 """
 
 from __future__ import annotations
@@ -98,12 +101,16 @@ def register_commands(cli: click.Group) -> None:
 
 @hookspec
 def on_startup(hub: Hub) -> None:
-    """Open clients and sessions; called each time a hub process starts (serve or worker)."""
+    """Open clients and sessions; called each time a process opens the hub.
+
+    That is `hub serve`, `hub worker`, and every CLI command that uses the
+    database. Keep it cheap: connect lazily where you can.
+    """
 
 
 @hookspec
 def on_shutdown(hub: Hub) -> None:
-    """Close what `on_startup` opened; called each time a hub process stops."""
+    """Close what `on_startup` opened; called each time a process closes the hub."""
 
 
 # --- Events: called once per event, every implementation runs --------------

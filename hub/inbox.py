@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import socket
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -35,6 +36,17 @@ Processor = Callable[[AsyncSession, InboxEvent], Awaitable[list[AfterCommit]]]
 
 LEASE = dt.timedelta(seconds=60)
 EVENT_CLASSES: Mapping[str, type[InboxEvent]] = {cls.kind: cls for cls in INBOX_EVENT_TYPES}
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An event this worker leased; `attempt` counts this try (1 for the first)."""
+
+    id: int
+    kind: str
+    dedupe_key: str
+    payload: dict[str, Any]
+    attempt: int
 
 
 def retry_delay(attempt: int) -> dt.timedelta:
@@ -84,7 +96,7 @@ class Inbox:
             self._log.info("inbox_duplicate", source=source, kind=event.kind)
         return new
 
-    async def _claim(self, limit: int) -> list[InboxEventRow]:
+    async def _claim(self, limit: int) -> list[Claimed]:
         now = utcnow()
         pending = and_(
             InboxEventRow.processed_at.is_(None),
@@ -94,8 +106,12 @@ class Inbox:
         )
         async with self.db.sessions.begin() as session:
             rows = (
-                await session.scalars(
-                    select(InboxEventRow).where(pending).order_by(InboxEventRow.id).limit(limit).with_for_update(skip_locked=True)
+                await session.execute(
+                    select(InboxEventRow.id, InboxEventRow.kind, InboxEventRow.dedupe_key, InboxEventRow.payload, InboxEventRow.attempts)
+                    .where(pending)
+                    .order_by(InboxEventRow.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
                 )
             ).all()
             if rows:
@@ -104,7 +120,7 @@ class Inbox:
                     .where(InboxEventRow.id.in_([row.id for row in rows]))
                     .values(lease_until=now + LEASE, attempts=InboxEventRow.attempts + 1)
                 )
-        return list(rows)
+        return [Claimed(row.id, row.kind, row.dedupe_key, row.payload, row.attempts + 1) for row in rows]
 
     async def process_pending(self, limit: int = 50) -> int:
         """Process one batch of due events; returns how many were claimed."""
@@ -113,8 +129,8 @@ class Inbox:
             await self._process(row)
         return len(rows)
 
-    async def _process(self, row: InboxEventRow) -> None:
-        attempt = row.attempts  # the claim's UPDATE already counted this try (and synced the object)
+    async def _process(self, row: Claimed) -> None:
+        attempt = row.attempt
         try:
             processor = self.processors[row.kind]
             event = EVENT_CLASSES[row.kind].from_payload(row.payload)
@@ -129,9 +145,13 @@ class Inbox:
             await self._failed(row, attempt, exc)
             return
         for task in after:
-            await task()
+            # The event is committed: a failure here is logged, never retried (hooks run at most once).
+            try:
+                await task()
+            except Exception as exc:
+                self._log.error("inbox_after_commit_failed", id=row.id, kind=row.kind, error=f"{type(exc).__name__}: {exc}")
 
-    async def _failed(self, row: InboxEventRow, attempt: int, exc: Exception) -> None:
+    async def _failed(self, row: Claimed, attempt: int, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
         gave_up = attempt >= self.max_attempts
         values: dict[str, Any] = {"error": error[:2000], "lease_until": None}

@@ -28,6 +28,7 @@ REASONS: frozenset[str] = frozenset(
         "unknown region",
         "invalid number",
         "invalid email",
+        "invalid characters",
     }
 )
 
@@ -136,7 +137,7 @@ def normalize_email(raw: str) -> str:
         or "@" in domain
         or "." not in domain
         or any(not label for label in domain.split("."))
-        or any(ch.isspace() for ch in email)
+        or any(ch.isspace() or not ch.isprintable() for ch in email)
     ):
         raise InvalidAddress("invalid email", raw)
     return email
@@ -153,6 +154,9 @@ def normalize_address(kind: str, raw: str, region: str | None = None) -> str:
     value = raw.strip()
     if not value:
         raise InvalidAddress("empty", raw)
+    if not value.isprintable():
+        # Control characters (NUL above all) cannot be stored on PostgreSQL and are never part of an id.
+        raise InvalidAddress("invalid characters", raw)
     return value
 
 

@@ -186,16 +186,21 @@ class HookCaller:
         return None
 
     def call_sync(self, hook: str, /, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Run a synchronous registration hook (e.g. `register_commands`) outside an event loop."""
+        """Run a registration hook (`register_*`) once at start-up; a failure stops start-up.
+
+        Unlike event hooks, a plugin that cannot register is not half-loaded:
+        the error names it, and the operator fixes or disables it.
+        """
         results: list[tuple[str, Any]] = []
         for impl in self._impls(hook):
             try:
                 result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-                if inspect.isawaitable(result):
-                    raise TypeError(f"{hook} must not be async")
             except Exception as exc:
-                self._failed(hook, impl, exc)
-                continue
+                raise PluginLoadError(f"plugin {impl.plugin_name!r}: {hook} failed: {type(exc).__name__}: {exc}") from None
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise PluginLoadError(f"plugin {impl.plugin_name!r}: {hook} must be a plain def, not async")
             if result is not None:
                 results.append((impl.plugin_name, result))
         return results

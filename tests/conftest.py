@@ -50,33 +50,44 @@ async def _create_pg_database(cluster: PostgresCluster, name: str, template: str
         await conn.close()
 
 
+def _migrate(url: str) -> None:
+    async def upgrade() -> None:
+        db = Database(url)
+        try:
+            await db.upgrade()
+        finally:
+            await db.close()
+
+    asyncio.run(upgrade())
+
+
 @pytest.fixture(scope="session")
-def migrated_templates(pg_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Migrated databases to copy from: a SQLite file and a PostgreSQL template database."""
-    sqlite_path = tmp_path_factory.mktemp("template") / "template.db"
-
-    async def build() -> None:
-        await _create_pg_database(pg_cluster, "hub_template")
-        for url in (f"sqlite+aiosqlite:///{sqlite_path}", pg_cluster.url("hub_template")):
-            db = Database(url)
-            try:
-                await db.upgrade()
-            finally:
-                await db.close()
-
-    asyncio.run(build())
-    return {"sqlite": str(sqlite_path), "postgresql": "hub_template"}
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite file to copy from."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    _migrate(f"sqlite+aiosqlite:///{path}")
+    return str(path)
 
 
-def _fresh_url(backend: str, tmp_path: Path, pg_cluster: PostgresCluster, template: str | None) -> str:
-    if backend == "sqlite":
-        path = tmp_path / f"hub-{next(_db_counter)}.db"
-        if template:
-            shutil.copyfile(template, path)
-        return f"sqlite+aiosqlite:///{path}"
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster: PostgresCluster) -> str:
+    """A migrated PostgreSQL database to create test databases from."""
+    asyncio.run(_create_pg_database(pg_cluster, "hub_template"))
+    _migrate(pg_cluster.url("hub_template"))
+    return "hub_template"
+
+
+def _fresh_sqlite(tmp_path: Path, template: str | None) -> str:
+    path = tmp_path / f"hub-{next(_db_counter)}.db"
+    if template:
+        shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _fresh_pg(cluster: PostgresCluster, template: str | None) -> str:
     name = f"test_{os.getpid()}_{next(_db_counter)}"
-    asyncio.run(_create_pg_database(pg_cluster, name, template))
-    return pg_cluster.url(name)
+    asyncio.run(_create_pg_database(cluster, name, template))
+    return cluster.url(name)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -85,21 +96,25 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def empty_database_url(backend: str, tmp_path: Path, pg_cluster: PostgresCluster) -> str:
+def empty_database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A new, unmigrated database on each backend."""
-    return _fresh_url(backend, tmp_path, pg_cluster, None)
+    if backend == "sqlite":
+        return _fresh_sqlite(tmp_path, None)
+    return _fresh_pg(request.getfixturevalue("pg_cluster"), None)
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path, pg_cluster: PostgresCluster, migrated_templates: dict[str, str]) -> str:
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """A new, migrated database on each backend."""
-    return _fresh_url(backend, tmp_path, pg_cluster, migrated_templates[backend])
+    if backend == "sqlite":
+        return _fresh_sqlite(tmp_path, request.getfixturevalue("sqlite_template"))
+    return _fresh_pg(request.getfixturevalue("pg_cluster"), request.getfixturevalue("pg_template"))
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path, pg_cluster: PostgresCluster, migrated_templates: dict[str, str]) -> str:
+def sqlite_url(tmp_path: Path, sqlite_template: str) -> str:
     """A new, migrated SQLite database (for tests about the CLI rather than storage)."""
-    return _fresh_url("sqlite", tmp_path, pg_cluster, migrated_templates["sqlite"])
+    return _fresh_sqlite(tmp_path, sqlite_template)
 
 
 DEFAULT_TENANTS: dict[str, dict[str, Any]] = {

@@ -26,14 +26,21 @@ CLIENTS = "\n".join(
         "Dan,,,,,,",  # 8: nobody to reach
         ",,,,,,",  # 9: a blank spreadsheet row: skipped
         '"Díaz, Eva",+34 600 123 456,,,,,',  # 10: quoted comma, a foreign number
+        # 11: values the database cannot hold (a 19-character locale; a time zone that is a folder
+        # of the tz database; a NUL) are reported, not a crash of the whole import.
+        "Fer,55 8765 4321,,,es-MX-x-private-use,America,",
+        "Gus\x00,,,gus@example.com,,,",  # 12
     ]
 ) + "\n"
-SUMMARY_FIRST = "8 rows: 5 contacts created, 6 identities added, 1 merged, 3 problems"
-SUMMARY_AGAIN = "8 rows: 0 contacts created, 0 identities added, 0 merged, 3 problems"
+SUMMARY_FIRST = "10 rows: 7 contacts created, 8 identities added, 1 merged, 6 problems"
+SUMMARY_AGAIN = "10 rows: 0 contacts created, 0 identities added, 0 merged, 6 problems"
 PROBLEMS = [
     "clients.csv:4: phone: too short",
     "clients.csv:4: timezone: unknown timezone 'Mars/Olympus'",
     "clients.csv:8: phone: no phone, whatsapp or email",
+    "clients.csv:11: locale: too long (at most 16 characters)",
+    "clients.csv:11: timezone: unknown timezone 'America'",
+    "clients.csv:12: name: contains a NUL character",
 ]
 
 
@@ -75,10 +82,10 @@ def test_import_links_one_person_reports_problems_and_is_idempotent(
     assert "Traceback" not in first.stderr
 
     contacts = export(run_cli, config)
-    assert len({c["id"] for c in contacts}) == len(contacts) == 4
+    assert len({c["id"] for c in contacts}) == len(contacts) == 6
     assert all(isinstance(c["id"], int) for c in contacts)
     by_name = {c["name"]: c for c in contacts}
-    assert set(by_name) == {"Ana López", "Bob", "Carla", "Díaz, Eva"}
+    assert set(by_name) == {"Ana López", "Bob", "Carla", "Díaz, Eva", "Fer", None}
     ana, bob, carla, eva = (by_name[n] for n in ("Ana López", "Bob", "Carla", "Díaz, Eva"))
     assert [(i["kind"], i["value"]) for i in ana["identities"]] == [("phone", "+525512345678"), ("email", "ana@example.com")]
     assert (ana["locale"], ana["timezone"], ana["external_id"]) == ("es", "America/Mexico_City", "A1")
@@ -91,6 +98,10 @@ def test_import_links_one_person_reports_problems_and_is_idempotent(
         ("email", "carla@example.com"),
     ]
     assert [(i["kind"], i["value"]) for i in eva["identities"]] == [("phone", "+34600123456")]
+    fer, gus = by_name["Fer"], by_name[None]
+    assert (fer["locale"], fer["timezone"]) == (None, None)
+    assert [(i["kind"], i["value"]) for i in fer["identities"]] == [("phone", "+525587654321")]
+    assert [(i["kind"], i["value"]) for i in gus["identities"]] == [("email", "gus@example.com")]
     assert all(i["opted_out"] == [] for c in contacts for i in c["identities"])
 
     announced = linked(record_file)
@@ -98,9 +109,11 @@ def test_import_links_one_person_reports_problems_and_is_idempotent(
         ("email", "ana@example.com"),
         ("email", "bob@example.com"),
         ("email", "carla@example.com"),
+        ("email", "gus@example.com"),
         ("phone", "+34600123456"),
         ("phone", "+523312345678"),
         ("phone", "+525512345678"),
+        ("phone", "+525587654321"),
     ]
     assert {(contact_id, value) for contact_id, _, value in announced} >= {
         (ana["id"], "+525512345678"),

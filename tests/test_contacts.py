@@ -275,6 +275,21 @@ async def test_profile_fills_gaps_but_never_overwrites(hub: Hub) -> None:
     )
 
 
+async def test_profile_values_that_cannot_be_stored_are_left_out(hub: Hub) -> None:
+    # PostgreSQL refuses these (SQLite would keep them): the link must still succeed on both.
+    salon = await hub.tenants.get("salon")
+    outcome = await resolve(
+        hub,
+        salon,
+        [("phone", MX_KEY)],
+        profile={"name": "A" * 201, "locale": "es-MX-x-private-use", "external_id": "X\x001", "timezone": "Europe/Madrid"},
+    )
+
+    assert outcome.created is True
+    [contact] = await all_rows(hub, Contact)
+    assert (contact.name, contact.locale, contact.external_id, contact.timezone) == (None, None, None, "Europe/Madrid")
+
+
 async def test_unknown_profile_field_stores_nothing(hub: Hub) -> None:
     salon = await hub.tenants.get("salon")
     async with hub.db.sessions.begin() as session:

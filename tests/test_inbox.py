@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from hub import InboundMessage
 from hub.core import Hub
-from hub.models import Contact, Conversation, Identity, InboxEventRow, Message
+from hub.models import Contact, Conversation, Identity, InboxEventRow, Message, utcnow
 from tests.conftest import read_records, wait_for
 
 
@@ -84,7 +85,7 @@ async def test_expired_lease_is_taken_over(hub: Hub) -> None:
     assert [row.dedupe_key for row in claimed] == ["SMlease"]
     assert await hub.inbox.process_pending() == 0  # leased: nobody else takes it
     async with hub.db.sessions.begin() as session:
-        await session.execute(update(InboxEventRow).values(lease_until=claimed[0].received_at))
+        await session.execute(update(InboxEventRow).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
     assert await hub.inbox.process_pending() == 1
     assert await count(hub, Message, Message.provider_id == "SMlease") == 1
 

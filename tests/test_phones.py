@@ -258,7 +258,7 @@ def test_keys_are_valid_e164_and_fixed_points(expected: str) -> None:
 
 
 def test_rejection_reasons_are_the_documented_ones() -> None:
-    assert {row[2] for row in INVALID_PHONES} == REASONS - {"invalid email"}
+    assert {row[2] for row in INVALID_PHONES} == REASONS - {"invalid email", "invalid characters"}
 
 
 def test_repeated_parses_hit_the_cache() -> None:
@@ -360,3 +360,13 @@ def test_invalid_address_survives_pickling() -> None:
     # Errors cross process boundaries (worker pools, task queues) intact.
     copy = pickle.loads(pickle.dumps(InvalidAddress("invalid number", "+34 000 000 000")))
     assert (copy.reason, copy.raw) == ("invalid number", "+34 000 000 000")
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "reason"),
+    [("email", "ana\x00@example.com", "invalid email"), ("chatwoot", "42\x00", "invalid characters"), ("calendly", "uri\x07", "invalid characters")],
+)
+def test_control_characters_are_refused(kind: str, raw: str, reason: str) -> None:
+    with pytest.raises(InvalidAddress) as info:
+        normalize_address(kind, raw)
+    assert info.value.reason == reason
