@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from hub.api import create_api
 from hub.core import Hub
 
 HUB_KEY = web.AppKey("hub", Hub)
@@ -81,6 +82,7 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     if run_workers:
         app.cleanup_ctx.append(workers)
     app.router.add_get("/health", health, name="health")
+    app.add_subapp("/api/v1/", create_api(hub, [errors_as_json]))
     for plugin, routes in hub.hooks.call_sync("register_routes", hub=hub):
         sub = web.Application(middlewares=[errors_as_json], client_max_size=hub.config.hub.max_body_bytes)
         sub[HUB_KEY] = hub

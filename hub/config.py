@@ -6,12 +6,13 @@ in, so tests and the CLI decide what the hub sees.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -51,6 +52,15 @@ class HubSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     inbox_max_attempts: int = Field(default=5, ge=1)
     inbox_poll_seconds: float = Field(default=1.0, gt=0)
+    dispatch_poll_seconds: float = Field(default=1.0, gt=0)
+    """Longest the dispatcher sleeps between looks at the outbox (it is also woken on new work)."""
+    dispatch_lease_seconds: float = Field(default=120.0, gt=0)
+    """How long a claimed notification stays reserved; a dead worker's rows are retaken after it."""
+    dispatch_batch_size: int = Field(default=100, ge=1, le=5000)
+    dispatch_concurrency: int = Field(default=64, ge=1, le=1000)
+    """Sends in flight at once per worker."""
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    """First retry delay after a transient failure; it doubles each try (with jitter), up to 10 minutes."""
 
     @field_validator("log_level")
     @classmethod
@@ -78,6 +88,34 @@ class TenantSettings(BaseModel):
     locale: str = "en"
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-tenant overrides of [plugins.<name>] keys (own credentials, senders)."""
+    reminders: tuple[str, ...] = ("24h", "2h", "30m")
+    """How long before an appointment each reminder goes out."""
+    quiet_hours: str | None = None
+    """Local hours when no reminder is sent, e.g. "21:00-08:00"; reminders move earlier."""
+    channel_order: tuple[str, ...] = ("whatsapp", "sms", "email")
+    """Mediums or channel names to try in order when a notification names none."""
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    """Tries per channel for transient failures before falling through to the next."""
+    templates_dir: str | None = None
+    """The tenant's own template folder, searched before the shared ones."""
+
+    @field_validator("reminders")
+    @classmethod
+    def _offsets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from hub.reminders import parse_offset
+
+        for text in value:
+            parse_offset(text)
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        from hub.reminders import QuietHours
+
+        if value:
+            QuietHours.parse(value)
+        return value or None
 
     @field_validator("default_region")
     @classmethod
@@ -90,10 +128,8 @@ class TenantSettings(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Europe/Madrid)") from None
+        if not is_timezone(value):
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Europe/Madrid)")
         return value
 
 
@@ -115,6 +151,16 @@ class Config:
     def plugin_dir_paths(self) -> list[Path]:
         """`plugin_dirs`, resolved relative to the config file."""
         return [(self.base_dir / d).resolve() for d in self.hub.plugin_dirs]
+
+
+@functools.cache
+def _timezone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def is_timezone(name: str) -> bool:
+    """Whether `name` is an IANA time zone (a set lookup: ZoneInfo("America") raises OSError, not a clean error)."""
+    return name in _timezone_names()
 
 
 def config_path(explicit: str | None, environ: Mapping[str, str]) -> str:

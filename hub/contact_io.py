@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
-from zoneinfo import available_timezones
 
 from sqlalchemy import select
 
+from hub.config import is_timezone
 from hub.contacts import identity_key, link
 from hub.core import Hub
 from hub.models import Contact, Identity
@@ -21,13 +20,6 @@ ADDRESS_COLUMNS = ("phone", "whatsapp", "email")
 # The widths of the contacts columns: a longer value would be cut (SQLite) or refused (PostgreSQL).
 PROFILE_LENGTHS = {"name": 200, "locale": 16, "external_id": 200}
 BATCH = 200
-
-
-@lru_cache(maxsize=1)
-def _timezones() -> frozenset[str]:
-    # A set lookup, not ZoneInfo(key): ZoneInfo raises OSError for "America" (a folder) and
-    # accepts files that are not zones ("localtime").
-    return frozenset(available_timezones())
 
 
 @dataclass(frozen=True)
@@ -76,7 +68,7 @@ def _row_evidence(row: dict[str, str], line: int, region: str, report: ImportRep
         profile[column] = value or None
     timezone = cell("timezone")
     if timezone:
-        if timezone in _timezones():
+        if is_timezone(timezone):
             profile["timezone"] = timezone
         else:
             report.errors.append(RowError(line, "timezone", f"unknown timezone {timezone!r}"))

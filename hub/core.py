@@ -9,25 +9,35 @@ there is no module-level state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pluggy
 import structlog
 from pydantic import BaseModel
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.appointments import AppointmentChange, AppointmentInput, upsert_appointment
 
 from hub.channels import Channel, Health
 from hub.config import Config, resolve_secrets, validate_table
 from hub.contacts import LinkOutcome
 from hub.database import Database
+from hub.dispatcher import Dispatcher
 from hub.errors import ConfigError, PluginLoadError
 from hub.events import IdentityRef
 from hub.inbox import Inbox
 from hub.messaging import message_processors
+from hub.outbox import Enqueued, NotificationRequest, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
-from hub.tenants import TenantDirectory, upsert_tenant
+from hub.templates import Templates
+from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class Hub:
             self.db, self.tenants, max_attempts=config.hub.inbox_max_attempts, poll_seconds=config.hub.inbox_poll_seconds
         )
         self.inbox.processors.update(message_processors(self))
+        self.dispatcher = Dispatcher(self)
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
         self._validate_settings(plugins)
@@ -67,6 +78,8 @@ class Hub:
         self.channel_plugins: dict[str, str] = {}
         """Channel name -> the plugin that provides it."""
         self._register_channels()
+        template_dirs = [Path(d) for _, dirs in self.hooks.call_sync("register_template_dirs") for d in dirs]
+        self.templates = Templates([*template_dirs, DEFAULT_TEMPLATES])
 
     @classmethod
     def build(cls, config: Config) -> Hub:
@@ -184,14 +197,59 @@ class Hub:
 
     @asynccontextmanager
     async def workers(self) -> AsyncIterator[None]:
-        """Run the background workers (the inbox processor) for the duration of the block."""
+        """Run the background workers (inbox processor, dispatcher) for the duration of the block."""
         stop = asyncio.Event()
-        task = asyncio.create_task(self.inbox.run(stop), name="hub-inbox-worker")
+        tasks = [
+            asyncio.create_task(self.inbox.run(stop), name="hub-inbox-worker"),
+            asyncio.create_task(self.dispatcher.run(stop), name="hub-dispatcher"),
+        ]
         try:
             yield
         finally:
             stop.set()
-            await task
+            await asyncio.gather(*tasks)
+
+    # --- use cases ---------------------------------------------------------
+
+    def tenant_template_dir(self, tenant: TenantInfo) -> Path | None:
+        """The tenant's own template folder, if it has one (relative paths are from the config file)."""
+        if not tenant.templates_dir:
+            return None
+        return self.config.base_dir / tenant.templates_dir
+
+    async def notify(self, session: AsyncSession, *, tenant: str, request: NotificationRequest) -> Enqueued:
+        """Queue a notification inside the caller's transaction; the dispatcher is woken when it commits."""
+        info = await self.tenants.get(tenant)
+        queued = await enqueue(session, info, request)
+        self._wake_on_commit(session)
+        if queued.link is not None:
+            self._after_commit(session, lambda link=queued.link: self.announce_link(link))
+        return queued
+
+    async def upsert_appointment(self, tenant: str, data: AppointmentInput) -> AppointmentChange:
+        """Store an appointment and its notifications in one transaction, then fire the hooks."""
+        info = await self.tenants.get(tenant)
+        async with self.db.sessions.begin() as session:
+            change = await upsert_appointment(session, info, data)
+        if change.notifications:
+            self.dispatcher.wake()
+        if change.link is not None:
+            await self.announce_link(change.link)
+        if change.change != "unchanged":
+            await self.call_all("on_appointment_changed", hub=self, appointment=change.appointment, change=change.change)
+        return change
+
+    def _wake_on_commit(self, session: AsyncSession) -> None:
+        if not session.info.get("hub_wake"):
+            session.info["hub_wake"] = True
+            event.listen(session.sync_session, "after_commit", lambda _s: self.dispatcher.wake())
+
+    def _after_commit(self, session: AsyncSession, task: Callable[[], Awaitable[None]]) -> None:
+        # Hooks must not see uncommitted data: run them once the caller's transaction commits.
+        def schedule(_s: Any) -> None:
+            asyncio.get_running_loop().create_task(task())
+
+        event.listen(session.sync_session, "after_commit", schedule, once=True)
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(all required parts up, the JSON /health shows)."""

@@ -16,7 +16,7 @@ from hub.events import (
 )
 from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, ReceivedMessage
 from hub.inbox import AfterCommit, Processor
-from hub.models import Conversation, Message, utcnow
+from hub.models import Conversation, Message, Notification, utcnow
 from hub.responders import Reply
 
 if TYPE_CHECKING:
@@ -36,6 +36,11 @@ STATUS_RANK = {
     "delivered": 4,
     "read": 5,
 }
+
+
+# How a provider's message status shows on the notification it delivered.
+NOTIFICATION_STATUS = {"sent": "sent", "delivered": "delivered", "read": "read", "undelivered": "failed", "failed": "failed"}
+NOTIFICATION_RANK_ALIAS = {"sandboxed": "sent", "sending": "sending", "pending": "queued"}
 
 
 def moves_forward(current: str | None, new: str) -> bool:
@@ -124,6 +129,15 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
         at = (event.reported_at or utcnow()).isoformat()
         message.status = event.status
         message.status_history = [*message.status_history, {"status": event.status, "at": at}]
+        if message.notification_id is not None:
+            notification = await session.get(Notification, message.notification_id)
+            outcome = NOTIFICATION_STATUS.get(event.status)
+            if notification is not None and outcome and moves_forward(NOTIFICATION_RANK_ALIAS.get(notification.status, notification.status), outcome):
+                notification.status = outcome
+                reason = " ".join(filter(None, [event.error_code, event.error_message])) or None
+                notification.status_history = [*notification.status_history, {"status": outcome, "at": at, **({"reason": reason} if reason else {})}]
+                if reason:
+                    notification.last_error = reason
         view = DeliveryStatus(
             tenant=tenant.slug,
             channel=event.channel,

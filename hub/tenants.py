@@ -26,10 +26,19 @@ class TenantInfo:
     default_region: str
     timezone: str
     locale: str
+    reminders: tuple[str, ...] = ("24h", "2h", "30m")
+    quiet_hours: str | None = None
+    channel_order: tuple[str, ...] = ("whatsapp", "sms", "email")
+    max_attempts: int = 5
+    templates_dir: str | None = None
+
+
+POLICY_FIELDS = ("reminders", "quiet_hours", "channel_order", "max_attempts", "templates_dir")
 
 
 def _info(row: Tenant) -> TenantInfo:
-    return TenantInfo(row.id, row.slug, row.name, row.default_region, row.timezone, row.locale)
+    policy = {k: tuple(v) if isinstance(v, list) else v for k, v in (row.settings or {}).items() if k in POLICY_FIELDS}
+    return TenantInfo(row.id, row.slug, row.name, row.default_region, row.timezone, row.locale, **policy)
 
 
 def hash_api_key(key: str) -> str:
@@ -48,6 +57,7 @@ async def upsert_tenant(session: AsyncSession, slug: str, settings: TenantSettin
     row.default_region = settings.default_region
     row.timezone = settings.timezone
     row.locale = settings.locale
+    row.settings = settings.model_dump(mode="json", include=set(POLICY_FIELDS))
     await session.flush()
     return _info(row), created
 

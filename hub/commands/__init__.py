@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hub.commands import contacts, db, phones, plugins, serve, tenants
+from hub.commands import contacts, db, notifications, phones, plugins, serve, templates, tenants
 
 
 def add_builtin_commands(group: click.Group) -> None:
@@ -18,5 +18,8 @@ def add_builtin_commands(group: click.Group) -> None:
         phones.phones,
         contacts.contacts,
         tenants.tenants,
+        templates.templates,
+        notifications.send,
+        notifications.notifications,
     ):
         group.add_command(command)

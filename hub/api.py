@@ -1,0 +1,392 @@
+"""The REST API, `/api/v1`: notifications, appointments and contacts for one tenant per API key.
+
+Request bodies are pydantic models, so validation errors are 422 with the
+field and the reason, and the OpenAPI description is built from the same
+models. Every query filters on the caller's tenant: a tenant never sees
+another's data, not even whether an id exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hub.appointments import AppointmentInput
+from hub.config import is_timezone
+from hub.contacts import find_contact
+from hub.core import Hub
+from hub.models import Appointment, Contact, DeliveryAttempt, IdempotencyRecord, Identity, Message, Notification
+from hub.outbox import NotificationRequest
+from hub.phones import InvalidAddress
+from hub.tenants import TenantInfo, tenant_for_api_key
+
+TENANT_KEY = web.AppKey("tenant", TenantInfo)
+API_HUB_KEY = web.AppKey("api_hub", Hub)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class NotificationIn(Strict):
+    """POST /notifications: send now or at `send_at`, to a contact or an address."""
+
+    kind: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$")]
+    contact_id: int | None = None
+    to: Annotated[str | None, Field(max_length=320, description="+34600123456, whatsapp:+34..., or an email")] = None
+    template: Annotated[str | None, Field(max_length=200, pattern=r"^[a-z0-9_\-]+$")] = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    send_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    channels: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, description="Mediums or channel names in order")
+    locale: Annotated[str | None, Field(max_length=16)] = None
+
+    @model_validator(mode="after")
+    def _one_recipient(self) -> NotificationIn:
+        if (self.contact_id is None) == (self.to is None):
+            raise ValueError("give exactly one of contact_id and to")
+        return self
+
+
+class ContactIn(Strict):
+    name: Annotated[str | None, Field(max_length=200)] = None
+    phone: Annotated[str | None, Field(max_length=64)] = None
+    whatsapp: Annotated[str | None, Field(max_length=64)] = None
+    email: Annotated[str | None, Field(max_length=320)] = None
+    locale: Annotated[str | None, Field(max_length=16)] = None
+    timezone: Annotated[str | None, Field(max_length=64)] = None
+
+
+class AppointmentIn(Strict):
+    """PUT /appointments/{external_id}: the appointment as your booking system knows it."""
+
+    contact: ContactIn
+    start: AwareDatetime
+    end: AwareDatetime | None = None
+    timezone: Annotated[str | None, Field(max_length=64)] = None
+    service: Annotated[str | None, Field(max_length=200)] = None
+    location: Annotated[str | None, Field(max_length=2000)] = None
+    status: Literal["scheduled", "canceled", "no_show"] = "scheduled"
+    cancel_url: Annotated[str | None, Field(max_length=2000)] = None
+    reschedule_url: Annotated[str | None, Field(max_length=2000)] = None
+    reason: Annotated[str | None, Field(max_length=500)] = None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> AppointmentIn:
+        if not (self.contact.phone or self.contact.whatsapp or self.contact.email):
+            raise ValueError("contact needs a phone, whatsapp or email")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+def problem(status: int, error: str, **extra: Any) -> web.Response:
+    """A JSON error response."""
+    return web.json_response({"error": error, **extra}, status=status)
+
+
+def invalid(field: str, reason: str) -> web.Response:
+    """422 naming the field and why."""
+    return problem(422, "validation_failed", field=field, reason=reason)
+
+
+async def parse(request: web.Request, model: type[Strict]) -> Any:
+    """The request body validated by `model`; raises a 4xx response otherwise."""
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "malformed_json"}), content_type="application/json") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "body"
+        response = invalid(field, error["msg"].removeprefix("Value error, "))
+        raise web.HTTPUnprocessableEntity(text=response.text, content_type="application/json") from None
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer API key -> the request's tenant; the OpenAPI description is public."""
+    if request.path.endswith("/openapi.json"):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return problem(401, "unauthorized", detail="send Authorization: Bearer <tenant API key>")
+    hub = request.app[API_HUB_KEY]
+    async with hub.db.sessions() as session:
+        tenant = await tenant_for_api_key(session, key.strip())
+    if tenant is None:
+        return problem(401, "unauthorized", detail="unknown or revoked API key")
+    request[TENANT_KEY] = tenant
+    return await handler(request)
+
+
+def notification_json(row: Notification, attempts: list[DeliveryAttempt] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": row.id,
+        "kind": row.kind,
+        "status": row.status,
+        "contact_id": row.contact_id,
+        "appointment_id": row.appointment_id,
+        "channel": row.channel,
+        "due_at": iso(row.due_at),
+        "expires_at": iso(row.expires_at),
+        "sent_at": iso(row.sent_at),
+        "last_error": row.last_error,
+        "status_history": row.status_history,
+    }
+    if attempts is not None:
+        body["attempts"] = [
+            {"channel": a.channel, "outcome": a.outcome, "provider_id": a.provider_id, "error": a.error,
+             "started_at": iso(a.started_at), "finished_at": iso(a.finished_at)}
+            for a in attempts
+        ]
+    return body
+
+
+class Api:
+    """Handlers of /api/v1, bound to one hub."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def post_notification(self, request: web.Request) -> web.Response:
+        tenant = request[TENANT_KEY]
+        raw = await request.read()
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 200:
+            return invalid("Idempotency-Key", "at most 200 characters")
+        digest = hashlib.sha256(raw).hexdigest()
+        if key:
+            replay = await self._replay(tenant, key, digest)
+            if replay is not None:
+                return replay
+        body: NotificationIn = await parse(request, NotificationIn)
+        if body.channels:
+            unknown = [c for c in body.channels if c not in self.hub.channels and c not in {ch.medium for ch in self.hub.channels.values()}]
+            if unknown:
+                return invalid("channels", f"unknown channel or medium {unknown[0]!r}")
+        async with self.hub.db.sessions.begin() as session:
+            if body.contact_id is not None:
+                owner = await session.scalar(select(Contact.id).where(Contact.id == body.contact_id, Contact.tenant_id == tenant.id))
+                if owner is None:
+                    return invalid("contact_id", "no such contact")
+            try:
+                queued = await self.hub.notify(
+                    session,
+                    tenant=tenant.slug,
+                    request=NotificationRequest(
+                        kind=body.kind, contact_id=body.contact_id, address=body.to, data=body.data, send_at=body.send_at,
+                        expires_at=body.expires_at, channel_order=tuple(body.channels), template=body.template,
+                        locale=body.locale, idempotency_key=f"api:{key}" if key else None,
+                    ),
+                )
+            except InvalidAddress as exc:
+                return invalid("to", exc.reason)
+            answer = {"id": queued.id, "status": queued.status}
+            if key:
+                session.add(IdempotencyRecord(tenant_id=tenant.id, key=key, request_hash=digest, status=202, body=answer))
+        return web.json_response(answer, status=202)
+
+    async def _replay(self, tenant: TenantInfo, key: str, digest: str) -> web.Response | None:
+        async with self.hub.db.sessions() as session:
+            record = await session.scalar(
+                select(IdempotencyRecord).where(IdempotencyRecord.tenant_id == tenant.id, IdempotencyRecord.key == key)
+            )
+        if record is None:
+            return None
+        if record.request_hash != digest:
+            return invalid("Idempotency-Key", "already used with a different request body")
+        return web.json_response(record.body, status=record.status, headers={"Idempotent-Replayed": "true"})
+
+    async def get_notification(self, request: web.Request) -> web.Response:
+        tenant = request[TENANT_KEY]
+        try:
+            notification_id = int(request.match_info["id"])
+        except ValueError:
+            return invalid("id", "must be an integer")
+        async with self.hub.db.sessions() as session:
+            row = await session.scalar(
+                select(Notification).where(Notification.id == notification_id, Notification.tenant_id == tenant.id)
+            )
+            if row is None:
+                return problem(404, "not_found")
+            attempts = (
+                await session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.notification_id == row.id).order_by(DeliveryAttempt.id))
+            ).all()
+            messages = (await session.scalars(select(Message).where(Message.notification_id == row.id).order_by(Message.id))).all()
+        body = notification_json(row, list(attempts))
+        body["messages"] = [
+            {"channel": m.channel, "body": m.body, "provider_id": m.provider_id, "status": m.status, "status_history": m.status_history}
+            for m in messages
+        ]
+        return web.json_response(body)
+
+    async def put_appointment(self, request: web.Request) -> web.Response:
+        tenant = request[TENANT_KEY]
+        external_id = request.match_info["external_id"]
+        if len(external_id) > 300:
+            return invalid("external_id", "at most 300 characters")
+        body: AppointmentIn = await parse(request, AppointmentIn)
+        contact = body.contact
+        addresses = tuple(
+            (kind, value)
+            for kind, value in (("phone", contact.phone), ("phone", contact.whatsapp), ("email", contact.email))
+            if value
+        )
+        for field, value in (("timezone", body.timezone), ("contact.timezone", contact.timezone)):
+            if value and not is_timezone(value):
+                return invalid(field, f"unknown timezone {value!r}")
+        data = AppointmentInput(
+            source="api", external_id=external_id, start_at=body.start, end_at=body.end, timezone=body.timezone,
+            status=body.status, addresses=addresses, contact_name=contact.name, contact_locale=contact.locale,
+            contact_timezone=contact.timezone or body.timezone, service=body.service, location=body.location,
+            cancel_url=body.cancel_url, reschedule_url=body.reschedule_url, reason=body.reason,
+        )
+        try:
+            change = await self.hub.upsert_appointment(tenant.slug, data)
+        except InvalidAddress as exc:
+            field = "contact.email" if exc.reason == "invalid email" else "contact.phone"
+            return invalid(field, exc.reason)
+        appointment = change.appointment
+        status = 201 if change.change == "created" else 200
+        return web.json_response(
+            {
+                "id": appointment.id, "external_id": appointment.external_id, "status": appointment.status,
+                "change": change.change, "start": iso(appointment.start_at), "end": iso(appointment.end_at),
+                "contact_id": appointment.contact_id, "notifications": list(change.notifications),
+            },
+            status=status,
+        )
+
+    async def find_contacts(self, request: web.Request) -> web.Response:
+        tenant = request[TENANT_KEY]
+        query = {k: v for k, v in request.query.items() if k in ("phone", "email")}
+        if len(query) != 1:
+            return invalid("query", "give exactly one of phone= or email=")
+        (kind, raw), = query.items()
+        async with self.hub.db.sessions() as session:
+            try:
+                contact = await find_contact(session, tenant, kind, raw)
+            except InvalidAddress as exc:
+                return invalid(kind, exc.reason)
+            found = [await self._contact_json(session, contact, full=False)] if contact else []
+        return web.json_response({"contacts": found})
+
+    async def get_contact(self, request: web.Request) -> web.Response:
+        tenant = request[TENANT_KEY]
+        try:
+            contact_id = int(request.match_info["id"])
+        except ValueError:
+            return invalid("id", "must be an integer")
+        async with self.hub.db.sessions() as session:
+            contact = await session.scalar(select(Contact).where(Contact.id == contact_id, Contact.tenant_id == tenant.id))
+            if contact is None:
+                return problem(404, "not_found")
+            return web.json_response(await self._contact_json(session, contact, full=True))
+
+    async def _contact_json(self, session: Any, contact: Contact, *, full: bool) -> dict[str, Any]:
+        identities = (await session.scalars(select(Identity).where(Identity.contact_id == contact.id).order_by(Identity.id))).all()
+        body: dict[str, Any] = {
+            "id": contact.id, "name": contact.name, "locale": contact.locale, "timezone": contact.timezone,
+            "merged_into": contact.merged_into_id,
+            "identities": [{"kind": i.kind, "value": i.value, "opted_out": sorted(i.opted_out or {})} for i in identities],
+        }
+        if full:
+            appointments = (
+                await session.scalars(select(Appointment).where(Appointment.contact_id == contact.id).order_by(Appointment.start_at))
+            ).all()
+            notifications = (
+                await session.scalars(select(Notification).where(Notification.contact_id == contact.id).order_by(Notification.due_at, Notification.id))
+            ).all()
+            body["appointments"] = [
+                {"id": a.id, "source": a.source, "external_id": a.external_id, "start": iso(a.start_at), "end": iso(a.end_at),
+                 "status": a.status, "service": a.service, "location": a.location}
+                for a in appointments
+            ]
+            body["notifications"] = [notification_json(n) for n in notifications]
+        return body
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(self.hub.config.hub.public_url))
+
+
+def openapi_document(server: str) -> dict[str, Any]:
+    """The OpenAPI 3 description of /api/v1, with schemas taken from the request models."""
+    schemas: dict[str, Any] = {}
+    for model in (NotificationIn, AppointmentIn):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    error = {"type": "object", "properties": {"error": {"type": "string"}, "field": {"type": "string"}, "reason": {"type": "string"}}}
+    schemas["Error"] = error
+
+    def body(name: str) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+
+    def answer(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+    errors = {
+        "401": {"description": "Missing or unknown API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "422": {"description": "Validation failed: `field` and `reason` say why", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+    }
+    idempotency = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200},
+                   "description": "A retried POST with the same key returns the first answer."}
+    path_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Notification Hub API", "version": "1"},
+        "servers": [{"url": server.rstrip("/") + "/api/v1"}],
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/notifications": {"post": {"summary": "Queue a notification", "parameters": [idempotency], "requestBody": body("NotificationIn"),
+                                        "responses": {"202": answer("Queued: id and status"), **errors}}},
+            "/notifications/{id}": {"get": {"summary": "A notification: status, attempts, channel, errors", "parameters": [path_id],
+                                            "responses": {"200": answer("The notification"), "404": answer("No such notification"), **errors}}},
+            "/appointments/{external_id}": {"put": {
+                "summary": "Create or update an appointment; drives confirmation, reminders, reschedule and cancellation notices",
+                "parameters": [{"name": "external_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "requestBody": body("AppointmentIn"),
+                "responses": {"201": answer("Created"), "200": answer("Updated"), **errors}}},
+            "/contacts": {"get": {"summary": "Find a contact by phone or email",
+                                  "parameters": [{"name": "phone", "in": "query", "schema": {"type": "string"}},
+                                                 {"name": "email", "in": "query", "schema": {"type": "string"}}],
+                                  "responses": {"200": answer("Matching contacts"), **errors}}},
+            "/contacts/{id}": {"get": {"summary": "A contact: identities, appointments and notification timeline", "parameters": [path_id],
+                                       "responses": {"200": answer("The contact"), "404": answer("No such contact"), **errors}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": answer("OpenAPI 3")}}},
+        },
+    }
+
+
+def create_api(hub: Hub, middlewares: list[Any]) -> web.Application:
+    """The /api/v1 sub-application."""
+    api = Api(hub)
+    app = web.Application(middlewares=[*middlewares, authenticate], client_max_size=hub.config.hub.max_body_bytes)
+    app[API_HUB_KEY] = hub
+    app.router.add_post("/notifications", api.post_notification)
+    app.router.add_get("/notifications/{id}", api.get_notification)
+    app.router.add_put("/appointments/{external_id}", api.put_appointment)
+    app.router.add_get("/contacts", api.find_contacts)
+    app.router.add_get("/contacts/{id}", api.get_contact)
+    app.router.add_get("/openapi.json", api.openapi)
+    return app

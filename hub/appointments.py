@@ -1,0 +1,232 @@
+"""Appointments from any booking system, and the notifications they drive.
+
+`upsert_appointment` is the one use case behind `PUT /api/v1/appointments`,
+Calendly webhooks and backfills: it stores the appointment, links its
+contact, and (re)schedules its notifications in the same transaction:
+a confirmation when it is booked, reminders at the tenant's offsets, a
+reschedule notice (never a cancellation) when it moves, a cancellation
+notice when it is canceled. Every notification has an idempotency key per
+(appointment, purpose), so replaying the same upsert changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.contacts import LinkOutcome, link
+from hub.events import AppointmentRef
+from hub.models import Appointment, Contact, Notification, utcnow
+from hub.outbox import NotificationRequest, enqueue, history_entry
+from hub.reminders import QuietHours, parse_offset, plan_reminders
+from hub.tenants import TenantInfo
+
+APPOINTMENT_STATUSES = ("scheduled", "canceled", "no_show")
+
+
+@dataclass(frozen=True)
+class AppointmentInput:
+    """An appointment as a booking system describes it."""
+
+    source: str
+    external_id: str
+    start_at: dt.datetime
+    end_at: dt.datetime | None = None
+    timezone: str | None = None
+    status: str = "scheduled"
+    addresses: tuple[tuple[str, str], ...] = ()
+    """(kind, raw address) pairs of the person who booked: ("phone", "+34..."), ("email", "...")."""
+    contact_name: str | None = None
+    contact_locale: str | None = None
+    contact_timezone: str | None = None
+    service: str | None = None
+    location: str | None = None
+    event_type: str | None = None
+    cancel_url: str | None = None
+    reschedule_url: str | None = None
+    reason: str | None = None
+    """Why it was canceled, for the cancellation notice."""
+    booked_at: dt.datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AppointmentChange:
+    """What an upsert did: the appointment after it, and the change ("unchanged" fires no hook)."""
+
+    appointment: AppointmentRef
+    change: str
+    link: LinkOutcome | None
+    notifications: tuple[int, ...]
+    """Ids of the notifications this upsert created or re-armed."""
+
+
+def appointment_ref(row: Appointment, tenant: TenantInfo) -> AppointmentRef:
+    """The hook-facing view of an appointment row."""
+    return AppointmentRef(
+        row.id, tenant.slug, row.contact_id, row.source, row.external_id, row.start_at, row.end_at,
+        row.timezone, row.status, row.service, row.location,
+    )
+
+
+async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: AppointmentInput) -> AppointmentChange:
+    """Create or update an appointment and (re)schedule its notifications; never commits."""
+    if data.status not in APPOINTMENT_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(APPOINTMENT_STATUSES)}")
+    now = utcnow()
+    outcome = None
+    if data.addresses:
+        profile = {"name": data.contact_name, "locale": data.contact_locale, "timezone": data.contact_timezone}
+        outcome = await link(session, tenant, list(data.addresses), profile=profile, reason=f"appointment from {data.source}")
+    row = await session.scalar(
+        select(Appointment).where(
+            Appointment.tenant_id == tenant.id, Appointment.source == data.source, Appointment.external_id == data.external_id
+        )
+    )
+    created = row is None
+    old_start = row.start_at if row is not None else None
+    old_status = row.status if row is not None else None
+    if row is None:
+        row = Appointment(tenant_id=tenant.id, source=data.source, external_id=data.external_id, booked_at=data.booked_at or now, data={})
+        session.add(row)
+    before = _snapshot(row) if not created else None
+    if outcome is not None:
+        row.contact_id = outcome.contact.id
+    row.start_at = data.start_at
+    row.end_at = data.end_at
+    row.timezone = data.timezone or row.timezone
+    row.status = data.status
+    for name in ("service", "location", "event_type", "cancel_url", "reschedule_url"):
+        value = getattr(data, name)
+        if value is not None:
+            setattr(row, name, value)
+    moved = not created and old_start != data.start_at
+    if moved:
+        row.data = {**(row.data or {}), **data.data, "sequence": int((row.data or {}).get("sequence", 0)) + 1}
+    elif data.data:
+        row.data = {**(row.data or {}), **data.data}
+    await session.flush()
+    change = _classify(created, old_status, data.status, moved, before, _snapshot(row))
+    touched: list[int] = []
+    if row.contact_id is not None:
+        touched = await _notifications_for(session, tenant, row, change, data, now, old_start)
+    return AppointmentChange(appointment_ref(row, tenant), change, outcome, tuple(touched))
+
+
+def _snapshot(row: Appointment) -> tuple[Any, ...]:
+    return (row.contact_id, row.start_at, row.end_at, row.timezone, row.status, row.service, row.location,
+            row.event_type, row.cancel_url, row.reschedule_url)
+
+
+def _classify(created: bool, old_status: str | None, status: str, moved: bool, before: Any, after: Any) -> str:
+    if created:
+        return "created" if status == "scheduled" else status
+    if status == "canceled":
+        return "canceled" if old_status != "canceled" else "unchanged"
+    if status == "no_show":
+        return "no_show" if old_status != "no_show" else "unchanged"
+    if old_status != "scheduled" or moved:
+        return "rescheduled"
+    return "updated" if before != after else "unchanged"
+
+
+async def _notifications_for(
+    session: AsyncSession, tenant: TenantInfo, row: Appointment, change: str, data: AppointmentInput,
+    now: dt.datetime, old_start: dt.datetime | None,
+) -> list[int]:
+    touched: list[int] = []
+
+    async def notice(kind: str, key: str, extra: dict[str, Any] | None = None) -> None:
+        queued = await enqueue(
+            session,
+            tenant,
+            NotificationRequest(
+                kind=kind, contact_id=row.contact_id, appointment_id=row.id, idempotency_key=key,
+                expires_at=row.start_at, data=extra or {},
+            ),
+        )
+        if queued.created:
+            touched.append(queued.id)
+
+    if change == "created":
+        await notice("confirmation", f"appointment:{row.id}:confirmation")
+        touched += await schedule_reminders(session, tenant, row, now)
+    elif change == "rescheduled":
+        await cancel_pending(session, row.id, "superseded by a newer time", kinds=("reschedule", "cancellation"))
+        await notice("reschedule", f"appointment:{row.id}:reschedule:{row.start_at.isoformat()}",
+                     {"previous_start": old_start.isoformat() if old_start else None})
+        touched += await schedule_reminders(session, tenant, row, now)
+    elif change == "canceled":
+        await cancel_pending(session, row.id, "appointment canceled")
+        await notice("cancellation", f"appointment:{row.id}:cancellation:{row.start_at.isoformat()}", {"reason": data.reason})
+    elif change == "no_show":
+        await cancel_pending(session, row.id, "appointment marked no-show")
+    elif change == "updated":
+        touched += await schedule_reminders(session, tenant, row, now)
+    return touched
+
+
+async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: Appointment, now: dt.datetime) -> list[int]:
+    """Make the appointment's pending reminders match the tenant's plan; returns ids created or moved."""
+    contact = await session.get(Contact, row.contact_id) if row.contact_id else None
+    timezone = (contact.timezone if contact else None) or row.timezone or tenant.timezone
+    quiet = QuietHours.parse(tenant.quiet_hours) if tenant.quiet_hours else None
+    planned = plan_reminders(
+        start_at=row.start_at, booked_at=row.booked_at, now=now,
+        offsets=[parse_offset(o) for o in tenant.reminders], timezone=timezone, quiet_hours=quiet,
+    )
+    existing = {
+        n.idempotency_key: n
+        for n in (
+            await session.scalars(select(Notification).where(Notification.appointment_id == row.id, Notification.kind == "reminder"))
+        ).all()
+    }
+    touched: list[int] = []
+    wanted: set[str] = set()
+    for plan in planned:
+        key = f"appointment:{row.id}:reminder:{plan.label}"
+        wanted.add(key)
+        current = existing.get(key)
+        if current is None:
+            queued = await enqueue(
+                session, tenant,
+                NotificationRequest(kind="reminder", contact_id=row.contact_id, appointment_id=row.id, send_at=plan.send_at,
+                                    expires_at=row.start_at, idempotency_key=key, data={"offset": plan.label}),
+            )
+            touched.append(queued.id)
+        elif current.due_at != plan.send_at or current.expires_at != row.start_at:
+            if current.status == "sending":
+                continue  # in flight right now; its expiry check still guards the old time
+            # Re-arm: the reminder for the new time is a new promise, even if the old one went out.
+            current.status = "pending"
+            current.due_at = plan.send_at
+            current.expires_at = row.start_at
+            current.attempts = 0
+            current.next_attempt_at = None
+            current.last_error = None
+            current.status_history = [*current.status_history, history_entry("pending", utcnow(), "rescheduled")]
+            touched.append(current.id)
+    for key, current in existing.items():
+        if key not in wanted and current.status == "pending":
+            current.status = "canceled"
+            current.status_history = [*current.status_history, history_entry("canceled", utcnow(), "no longer planned")]
+    await session.flush()
+    return touched
+
+
+async def cancel_pending(session: AsyncSession, appointment_id: int, reason: str, kinds: tuple[str, ...] = ()) -> int:
+    """Cancel the notifications of an appointment that have not gone out yet (all, or only these kinds)."""
+    query = select(Notification).where(Notification.appointment_id == appointment_id, Notification.status == "pending")
+    if kinds:
+        query = query.where(Notification.kind.in_(kinds))
+    rows = (await session.scalars(query)).all()
+    for current in rows:
+        current.status = "canceled"
+        current.last_error = reason
+        current.status_history = [*current.status_history, history_entry("canceled", utcnow(), reason)]
+    await session.flush()
+    return len(rows)

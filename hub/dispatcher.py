@@ -1,0 +1,442 @@
+"""The dispatcher: claims due notifications, renders them, sends them, records the outcome.
+
+One batch at a time: a single UPDATE ... RETURNING claims due rows with a
+lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so workers in several
+processes never take the same row; SQLite serialises writers by itself),
+one query per table loads what the batch needs, the sends run
+concurrently, and one transaction records every attempt and outcome. A row
+whose worker died stays `sending` until its lease runs out and is then
+claimed again: delivery is at-least-once, and only rows that were in flight
+at the crash can be sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hub.channels import Channel, OutboundMessage
+from hub.errors import PermanentError, TransientError
+from hub.models import (
+    Appointment,
+    Contact,
+    Conversation,
+    DeliveryAttempt,
+    Identity,
+    Message,
+    Notification,
+    utcnow,
+)
+from hub.outbox import WAKE_CHANNEL, history_entry
+from hub.templates import TemplateError
+from hub.tenants import TenantInfo
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+def backoff(attempt: int, retry_after: float | None = None, base: float = 2.0) -> dt.timedelta:
+    """Exponential backoff with jitter: about base, 2x base, 4x base ... capped at 10 minutes."""
+    ceiling = min(600.0, base * 2 ** max(attempt - 1, 0))
+    delay = random.uniform(ceiling / 2, ceiling)
+    return dt.timedelta(seconds=max(delay, retry_after or 0.0))
+
+
+@dataclass
+class Outcome:
+    """What happened to one claimed notification in this round."""
+
+    row: Any
+    status: str
+    reason: str | None = None
+    channel: str | None = None
+    provider_id: str | None = None
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+    sent_at: dt.datetime | None = None
+    tries: list[dict[str, Any]] = field(default_factory=list)
+    """delivery_attempts rows to insert."""
+    message: dict[str, Any] | None = None
+    """The outbound message to record in the contact's conversation, with its medium."""
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """Everything a batch needs, loaded with one query per table."""
+
+    identities: dict[int, list[Any]]
+    contacts: dict[int, Any]
+    appointments: dict[int, Any]
+    last_inbound: dict[tuple[int, str], dt.datetime]
+    failed_channels: dict[int, set[str]]
+
+
+class Dispatcher:
+    """Sends what the outbox holds; `run` is the worker loop."""
+
+    def __init__(self, hub: Hub) -> None:
+        settings = hub.config.hub
+        self.hub = hub
+        self.batch_size = settings.dispatch_batch_size
+        self.concurrency = settings.dispatch_concurrency
+        self.poll_seconds = settings.dispatch_poll_seconds
+        self.lease = dt.timedelta(seconds=settings.dispatch_lease_seconds)
+        self.retry_base = settings.retry_base_seconds
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._wake = asyncio.Event()
+        self._log = structlog.get_logger("hub.dispatcher")
+
+    def wake(self) -> None:
+        """Look for due work now rather than at the next poll."""
+        self._wake.set()
+
+    # --- claiming ------------------------------------------------------------
+
+    async def _claim(self, now: dt.datetime) -> list[Any]:
+        due = or_(
+            and_(
+                Notification.status == "pending",
+                Notification.due_at <= now,
+                or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
+            ),
+            and_(Notification.status == "sending", Notification.lease_until < now),
+        )
+        ids = (
+            select(Notification.id)
+            .where(due)
+            .order_by(Notification.due_at)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        statement = (
+            update(Notification)
+            .where(Notification.id.in_(ids))
+            .values(status="sending", lease_until=now + self.lease, lease_owner=self.worker_id)
+            .returning(*Notification.__table__.columns)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.hub.db.sessions.begin() as session:
+            return list((await session.execute(statement)).all())
+
+    async def _context(self, rows: Sequence[Any]) -> BatchContext:
+        contact_ids = {row.contact_id for row in rows if row.contact_id}
+        appointment_ids = {row.appointment_id for row in rows if row.appointment_id}
+        retried = [row.id for row in rows if row.attempts]
+        async with self.hub.db.sessions() as session:
+            identities: dict[int, list[Any]] = {}
+            for ident in (await session.execute(select(Identity).where(Identity.contact_id.in_(contact_ids)).order_by(Identity.last_seen_at.desc()))).scalars():
+                identities.setdefault(ident.contact_id, []).append(ident)
+            contacts = {c.id: c for c in (await session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))).all()}
+            appointments = (
+                {a.id: a for a in (await session.scalars(select(Appointment).where(Appointment.id.in_(appointment_ids)))).all()}
+                if appointment_ids
+                else {}
+            )
+            last_inbound = {
+                (c.contact_id, c.medium): c.last_inbound_at
+                for c in (await session.scalars(select(Conversation).where(Conversation.contact_id.in_(contact_ids)))).all()
+                if c.last_inbound_at
+            }
+            failed: dict[int, set[str]] = {}
+            if retried:
+                tries = await session.execute(
+                    select(DeliveryAttempt.notification_id, DeliveryAttempt.channel, DeliveryAttempt.outcome).where(
+                        DeliveryAttempt.notification_id.in_(retried)
+                    )
+                )
+                for notification_id, channel, outcome in tries:
+                    if outcome in ("permanent", "exhausted"):
+                        failed.setdefault(notification_id, set()).add(channel)
+        return BatchContext(identities, contacts, appointments, last_inbound, failed)
+
+    # --- one notification ----------------------------------------------------
+
+    def candidates(self, tenant: TenantInfo, order: Sequence[str]) -> list[Channel]:
+        """The channels a notification may use, in order: names as given, mediums expanded."""
+        chosen: list[Channel] = []
+        for entry in order or tenant.channel_order:
+            matches = [self.hub.channels[entry]] if entry in self.hub.channels else [
+                c for c in self.hub.channels.values() if c.medium == entry
+            ]
+            chosen.extend(c for c in matches if c not in chosen)
+        return chosen
+
+    def render_context(self, row: Any, tenant: TenantInfo, ctx: BatchContext) -> dict[str, Any]:
+        """What templates see: the notification's data plus contact, tenant and appointment."""
+        contact = ctx.contacts.get(row.contact_id)
+        appointment = ctx.appointments.get(row.appointment_id) if row.appointment_id else None
+        context: dict[str, Any] = {"reason": None, **(row.data or {})}
+        context["contact"] = {"name": contact.name if contact else None, "id": row.contact_id}
+        context["tenant"] = {"name": tenant.name, "slug": tenant.slug}
+        if appointment is not None:
+            context["appointment"] = {
+                "id": appointment.id,
+                "external_id": appointment.external_id,
+                "start": appointment.start_at.isoformat(),
+                "end": appointment.end_at.isoformat() if appointment.end_at else None,
+                "service": appointment.service,
+                "location": appointment.location,
+                "timezone": appointment.timezone,
+                "status": appointment.status,
+                "cancel_url": appointment.cancel_url,
+                "reschedule_url": appointment.reschedule_url,
+                "sequence": int((appointment.data or {}).get("sequence", 0)),
+            }
+        else:
+            context.setdefault("appointment", None)
+        return context
+
+    async def _deliver(self, row: Any, ctx: BatchContext, now: dt.datetime) -> Outcome:
+        hub = self.hub
+        tenant = await hub.tenants.by_id(row.tenant_id)
+        if row.expires_at is not None and now >= row.expires_at:
+            return Outcome(row, "expired", f"not sent before it expired at {row.expires_at.isoformat()}", attempts=row.attempts)
+        contact = ctx.contacts.get(row.contact_id)
+        locale = row.locale or (contact.locale if contact else None) or tenant.locale
+        appointment = ctx.appointments.get(row.appointment_id) if row.appointment_id else None
+        timezone = (contact.timezone if contact else None) or (appointment.timezone if appointment else None) or tenant.timezone
+        context = self.render_context(row, tenant, ctx)
+        failed = ctx.failed_channels.get(row.id, set())
+        skipped: list[str] = []
+        tries: list[dict[str, Any]] = []
+        for channel in self.candidates(tenant, row.channel_order):
+            if channel.name in failed:
+                continue
+            plugin = hub.channel_plugins.get(channel.name, "")
+            if plugin and hub.settings_for(plugin, tenant.slug) is None:
+                skipped.append(f"{channel.name}: not configured")
+                continue
+            identity = next((i for i in ctx.identities.get(row.contact_id, []) if i.kind == channel.address_kind), None)
+            if identity is None:
+                skipped.append(f"{channel.name}: no {channel.address_kind} for this contact")
+                continue
+            if channel.medium in (identity.opted_out or {}):
+                skipped.append(f"{channel.name}: opted out of {channel.medium}")
+                continue
+            try:
+                rendered = hub.templates.render(
+                    kind=row.template, medium=channel.medium, locale=locale, timezone=timezone,
+                    context=context, tenant_dir=hub.tenant_template_dir(tenant),
+                )
+            except TemplateError as exc:
+                tries.append(self._try(row, channel, "permanent", str(exc), now))
+                skipped.append(f"{channel.name}: {exc}")
+                continue
+            message = OutboundMessage(
+                tenant=tenant.slug, to=identity.value, body=rendered.text, kind=row.kind, subject=rendered.subject,
+                html=rendered.html, notification_id=row.id, locale=locale, data=context,
+                last_inbound_at=ctx.last_inbound.get((row.contact_id, channel.medium)),
+            )
+            started = utcnow()
+            try:
+                delivery = await channel.send(message)
+            except TransientError as exc:
+                attempts = row.attempts + 1
+                if attempts < tenant.max_attempts:
+                    tries.append(self._try(row, channel, "transient", exc.reason, started))
+                    return Outcome(
+                        row, "pending", f"{channel.name}: {exc.reason}", channel.name, attempts=attempts,
+                        next_attempt_at=now + backoff(attempts, exc.retry_after, self.retry_base), tries=tries,
+                    )
+                tries.append(self._try(row, channel, "exhausted", exc.reason, started))
+                skipped.append(f"{channel.name}: gave up after {attempts} tries: {exc.reason}")
+                continue
+            except PermanentError as exc:
+                tries.append(self._try(row, channel, "permanent", exc.reason, started))
+                skipped.append(f"{channel.name}: {exc.reason}")
+                if exc.opted_out:
+                    await self._opt_out(identity.id, channel.medium)
+                continue
+            except Exception as exc:  # a channel bug must not lose the notification: retry it
+                self._log.error("channel_crashed", channel=channel.name, error=f"{type(exc).__name__}: {exc}")
+                attempts = row.attempts + 1
+                tries.append(self._try(row, channel, "transient", f"{type(exc).__name__}: {exc}", started))
+                return Outcome(row, "pending", f"{channel.name}: crashed", channel.name, attempts=attempts,
+                               next_attempt_at=now + backoff(attempts, base=self.retry_base), tries=tries)
+            status = "sandboxed" if delivery.status == "sandboxed" else "sent"
+            tries.append(self._try(row, channel, status, None, started, delivery.provider_id))
+            return Outcome(
+                row, status, None, channel.name, delivery.provider_id, attempts=row.attempts + 1,
+                sent_at=utcnow(), tries=tries,
+                message={"medium": channel.medium, "channel": channel.name, "body": rendered.text, "provider_id": delivery.provider_id},
+            )
+        reason = "; ".join(skipped) or "no channel available"
+        return Outcome(row, "failed", reason, attempts=row.attempts, tries=tries)
+
+    def _try(self, row: Any, channel: Channel, outcome: str, error: str | None, started: dt.datetime, provider_id: str | None = None) -> dict[str, Any]:
+        return {
+            "notification_id": row.id, "channel": channel.name, "provider_id": provider_id, "outcome": outcome,
+            "error": error, "started_at": started, "finished_at": utcnow(),
+        }
+
+    async def _opt_out(self, identity_id: int, medium: str) -> None:
+        async with self.hub.db.sessions.begin() as session:
+            identity = await session.get(Identity, identity_id)
+            if identity is not None and medium not in (identity.opted_out or {}):
+                identity.opted_out = {**(identity.opted_out or {}), medium: utcnow().isoformat()}
+
+    # --- recording -----------------------------------------------------------
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        now = utcnow()
+        async with self.hub.db.sessions.begin() as session:
+            tries = [t for o in outcomes for t in o.tries]
+            if tries:
+                await session.execute(DeliveryAttempt.__table__.insert(), tries)
+            await self._record_messages(session, [o for o in outcomes if o.message], now)
+            params = [
+                {
+                    "b_id": o.row.id,
+                    "b_status": o.status,
+                    "b_history": [*(o.row.status_history or []), history_entry(o.status, now, o.reason)],
+                    "b_attempts": o.attempts,
+                    "b_next": o.next_attempt_at,
+                    "b_channel": o.channel or o.row.channel,
+                    "b_error": o.reason,
+                    "b_sent": o.sent_at,
+                }
+                for o in outcomes
+            ]
+            table = Notification.__table__
+            await session.execute(
+                table.update()
+                .where(and_(table.c.id == bindparam("b_id"), table.c.lease_owner == self.worker_id))
+                .values(
+                    status=bindparam("b_status"), status_history=bindparam("b_history"), attempts=bindparam("b_attempts"),
+                    next_attempt_at=bindparam("b_next"), channel=bindparam("b_channel"), last_error=bindparam("b_error"),
+                    sent_at=bindparam("b_sent"), lease_until=None, lease_owner=None, updated_at=now,
+                ),
+                params,
+            )
+
+    async def _record_messages(self, session: Any, sent: list[Outcome], now: dt.datetime) -> None:
+        if not sent:
+            return
+        pairs = {(o.row.tenant_id, o.row.contact_id, o.message["medium"], o.message["channel"]) for o in sent if o.message}
+        dialect = session.bind.dialect.name
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(Conversation)
+        await session.execute(
+            insert.on_conflict_do_nothing(index_elements=["tenant_id", "contact_id", "medium"]),
+            [{"tenant_id": t, "contact_id": c, "medium": m, "channel": ch, "created_at": now} for t, c, m, ch in pairs],
+        )
+        conversations = {
+            (row.contact_id, row.medium): row.id
+            for row in await session.execute(
+                select(Conversation.id, Conversation.contact_id, Conversation.medium).where(
+                    Conversation.contact_id.in_({c for _, c, _, _ in pairs})
+                )
+            )
+        }
+        await session.execute(
+            Message.__table__.insert(),
+            [
+                {
+                    "tenant_id": o.row.tenant_id,
+                    "conversation_id": conversations[(o.row.contact_id, o.message["medium"])],
+                    "direction": "out",
+                    "channel": o.message["channel"],
+                    "body": o.message["body"],
+                    "media": [],
+                    "provider_id": o.message["provider_id"],
+                    "status": o.status,
+                    "status_history": [history_entry(o.status, now)],
+                    "notification_id": o.row.id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for o in sent
+                if o.message
+            ],
+        )
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id.in_(list(conversations.values())))
+            .values(last_outbound_at=now)
+        )
+
+    # --- the loop ------------------------------------------------------------
+
+    async def dispatch_due(self) -> int:
+        """Claim, send and record one batch of due notifications; returns how many were claimed."""
+        now = utcnow()
+        rows = await self._claim(now)
+        if not rows:
+            return 0
+        ctx = await self._context(rows)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def one(row: Any) -> Outcome:
+            async with limit:
+                try:
+                    return await self._deliver(row, ctx, now)
+                except Exception as exc:  # recorded as a retry: nothing claimed is ever dropped
+                    self._log.error("dispatch_error", notification=row.id, error=f"{type(exc).__name__}: {exc}")
+                    return Outcome(row, "pending", f"dispatch error: {type(exc).__name__}", attempts=row.attempts + 1,
+                                   next_attempt_at=now + backoff(row.attempts + 1, base=self.retry_base))
+
+        outcomes = await asyncio.gather(*(one(row) for row in rows))
+        await self._record(list(outcomes))
+        return len(rows)
+
+    async def _next_due_in(self) -> float:
+        async with self.hub.db.sessions() as session:
+            due = await session.scalar(
+                select(func.min(func.coalesce(Notification.next_attempt_at, Notification.due_at))).where(Notification.status == "pending")
+            )
+        if due is None:
+            return self.poll_seconds
+        if isinstance(due, str):  # SQLite returns min() of a datetime column as text
+            due = dt.datetime.fromisoformat(due).replace(tzinfo=dt.UTC)
+        elif due.tzinfo is None:
+            due = due.replace(tzinfo=dt.UTC)
+        return max(0.0, min(self.poll_seconds, (due - utcnow()).total_seconds()))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until `stop` is set; sleeps until the next due time, a wake-up, or the poll interval."""
+        listener = await self._listen()
+        try:
+            while not stop.is_set():
+                try:
+                    if await self.dispatch_due():
+                        continue
+                    delay = await self._next_due_in()
+                except Exception as exc:  # a database hiccup must not kill the worker
+                    self._log.error("dispatcher_error", error=f"{type(exc).__name__}: {exc}")
+                    delay = self.poll_seconds
+                if delay <= 0:
+                    continue
+                self._wake.clear()
+                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            if listener is not None:
+                await listener.close()
+
+    async def _listen(self) -> Any:
+        """On PostgreSQL, LISTEN for new outbox rows committed by any process."""
+        if self.hub.db.dialect != "postgresql":
+            return None
+        import asyncpg
+
+        url = self.hub.db.engine.url.set(drivername="postgresql")
+        try:
+            connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+            await connection.add_listener(WAKE_CHANNEL, lambda *_args: self.wake())
+        except Exception as exc:  # polling still works without it
+            self._log.warning("listen_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+        return connection
