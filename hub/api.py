@@ -29,7 +29,7 @@ from hub.outbox import NotificationRequest
 from hub.phones import InvalidAddress
 from hub.tenants import TenantInfo, tenant_for_api_key
 
-TENANT_KEY = web.AppKey("tenant", TenantInfo)
+TENANT_KEY = web.RequestKey("tenant", TenantInfo)
 API_HUB_KEY = web.AppKey("api_hub", Hub)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -34,10 +34,8 @@ from hub.inbox import Inbox
 from hub.messaging import message_processors
 from hub.outbox import Enqueued, NotificationRequest, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
-from hub.templates import Templates
+from hub.templates import SHIPPED_TEMPLATES, Templates
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
-
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,8 @@ class Hub:
         """Channel name -> the plugin that provides it."""
         self._register_channels()
         template_dirs = [Path(d) for _, dirs in self.hooks.call_sync("register_template_dirs") for d in dirs]
-        self.templates = Templates([*template_dirs, DEFAULT_TEMPLATES])
+        # Plugin folders come before the shipped ones, as the hookspec promises.
+        self.templates = Templates([*template_dirs, SHIPPED_TEMPLATES])
 
     @classmethod
     def build(cls, config: Config) -> Hub:

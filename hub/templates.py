@@ -88,6 +88,8 @@ SAMPLE_CONTEXT: Mapping[str, Any] = _frozen(
             "reschedule_url": "https://citas.example.com/r/7Hq2",
         },
         "reason": "La doctora no puede atender ese día",
+        "text": "Mañana cerramos a las 14:00.",
+        "subject": "Horario de mañana",
     }
 )
 """A realistic context with every optional value present: what `check` renders."""
@@ -106,6 +108,7 @@ SPARSE_SAMPLE_CONTEXT: Mapping[str, Any] = _frozen(
             "reschedule_url": None,
         },
         "reason": None,
+        "text": "Mañana cerramos a las 14:00.",
     }
 )
 """The same with every optional value None: `check` renders this too, so an unguarded optional shows up."""
@@ -182,7 +185,8 @@ def datetime_filter(context: Context, value: Any) -> str:
     """Long localised date and time: "martes, 24 de noviembre de 2026, 10:30"."""
     locale, timezone = _settings(context)
     moment = _moment(value, timezone)
-    return _plain_spaces(f"{format_date(moment, format='full', locale=locale)}, {format_time(moment, format='short', locale=locale)}")
+    day = format_date(moment, format="full", locale=locale)
+    return _plain_spaces(f"{day}, {format_time(moment, format='short', locale=locale)}")
 
 
 @pass_context
@@ -294,7 +298,8 @@ class Templates:
         self, *, kinds: Sequence[str], mediums: Sequence[str], locales: Sequence[str], tenant_dir: Path | None = None
     ) -> list[str]:
         """The distinct template names these combinations use, missing ones left out."""
-        return list(dict.fromkeys(name for _, _, name in self._lookups(kinds, mediums, locales, tenant_dir) if isinstance(name, str)))
+        lookups = self._lookups(kinds, mediums, locales, tenant_dir)
+        return list(dict.fromkeys(name for _, _, name in lookups if isinstance(name, str)))
 
     def check(
         self, *, kinds: Sequence[str], mediums: Sequence[str], locales: Sequence[str], tenant_dir: Path | None = None
@@ -393,7 +398,8 @@ class Templates:
 
     def _block(self, name: str, template: Template, block: str, variables: dict[str, Any]) -> str:
         if block not in template.blocks:
-            raise TemplateError(name, "broken", f"an email template needs {{% block {block} %}} (it has {', '.join(template.blocks) or 'no blocks'})")
+            has = ", ".join(template.blocks) or "no blocks"
+            raise TemplateError(name, "broken", f"an email template needs {{% block {block} %}} (it has {has})")
         return self._run(name, template, template.blocks[block], variables)
 
     def _run(

@@ -423,9 +423,9 @@ def test_cli_check_passes_on_the_shipped_templates(sqlite_url: str, tmp_path: Pa
     result = run_cli("templates", "check", config=config)
     assert result.returncode == 0, result.stdout + result.stderr
     # Two Spanish tenants: each uses es and en, text and email, for four kinds.
-    assert result.stdout.splitlines() == ["ok: 32 templates checked"]
+    assert result.stdout.splitlines() == ["ok: 40 templates checked"]
     one = run_cli("templates", "check", "--tenant", "salon", config=config)
-    assert (one.returncode, one.stdout) == (0, "ok: 16 templates checked\n")
+    assert (one.returncode, one.stdout) == (0, "ok: 20 templates checked\n")
     unknown = run_cli("templates", "check", "--tenant", "nobody", config=config)
     assert unknown.returncode == 1 and "nobody" in unknown.stderr
 
@@ -446,5 +446,5 @@ def test_cli_check_fails_on_a_broken_plugin_template(sqlite_url: str, tmp_path: 
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         "clinic: es/reminder.whatsapp.j2:1: undefined variable 'cliente'",
-        "failed: 1 problems, 17 templates checked",
+        "failed: 1 problems, 21 templates checked",
     ]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from hub.cli import with_open_hub
 from hub.core import Hub
-from hub.templates import DEFAULT_KINDS, FALLBACK_LOCALE, SHIPPED_TEMPLATES, Templates
+from hub.templates import DEFAULT_KINDS, FALLBACK_LOCALE
 
 CHECKED_MEDIUMS = ("whatsapp", "sms", "email")
+CHECKED_KINDS = (*DEFAULT_KINDS, "message")
 
 
 @click.group()
@@ -23,14 +22,13 @@ def templates() -> None:
 @with_open_hub
 async def check(hub: Hub, tenant: str | None) -> None:
     """Render each tenant's templates with sample data; print problems, exit 1 if any."""
-    # Plugin folders come before the shipped ones, as the hookspec promises.
-    plugin_dirs = [Path(d) for _, dirs in hub.hooks.call_sync("register_template_dirs") for d in dirs]
-    library = Templates([*plugin_dirs, SHIPPED_TEMPLATES])
+    library = hub.templates
     tenants = [await hub.tenants.get(tenant)] if tenant else await hub.tenants.all()
     problems = 0
     checked = 0
     for info in tenants:
-        lookup = {"kinds": DEFAULT_KINDS, "mediums": CHECKED_MEDIUMS, "locales": (info.locale, FALLBACK_LOCALE)}
+        lookup = {"kinds": CHECKED_KINDS, "mediums": CHECKED_MEDIUMS, "locales": (info.locale, FALLBACK_LOCALE),
+                  "tenant_dir": hub.tenant_template_dir(info)}
         for problem in library.check(**lookup):
             click.echo(f"{info.slug}: {problem}")
             problems += 1

@@ -5,6 +5,7 @@ Configured only when `[plugins.http_sink] url` is set, so other tests never see 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import aiohttp
@@ -33,7 +34,10 @@ class SinkChannel:
     async def send(self, message: OutboundMessage) -> Delivery:
         if self.session is None:
             self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
-        payload = {"to": message.to, "body": message.body, "notification_id": message.notification_id, "kind": message.kind}
+        payload = {
+            "to": message.to, "body": message.body, "notification_id": message.notification_id, "kind": message.kind,
+            "pid": os.getpid(),  # lets tests see which worker process sent it
+        }
         try:
             async with self.session.post(self.settings.url, json=payload, timeout=aiohttp.ClientTimeout(total=10)) as response:
                 if response.status == 429 or response.status >= 500:
