@@ -4,6 +4,7 @@ Plugins use only what is exported here (`from hub import hookimpl, ...`),
 never the core's internal modules.
 """
 
+from hub.appointments import AppointmentInput
 from hub.channels import Channel, Delivery, Health, OutboundMessage
 from hub.cli import hub_from_context
 from hub.config import PluginSettings, ProviderSettings
@@ -21,10 +22,12 @@ from hub.events import (
     ReceivedMessage,
 )
 from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
+from hub.outbox import NotificationRequest
 from hub.plugins import hookimpl
 from hub.responders import ContextSection, Reply, Tool
 
 __all__ = [
+    "AppointmentInput",
     "AppointmentRef",
     "Channel",
     "ChannelError",
@@ -41,6 +44,7 @@ __all__ = [
     "InboundMessage",
     "InboxEvent",
     "InvalidAddress",
+    "NotificationRequest",
     "OutboundMessage",
     "PermanentError",
     "PluginSettings",

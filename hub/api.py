@@ -24,7 +24,7 @@ from hub.appointments import AppointmentInput
 from hub.config import is_timezone
 from hub.contacts import find_contact
 from hub.core import Hub
-from hub.models import Appointment, Contact, DeliveryAttempt, IdempotencyRecord, Identity, Message, Notification
+from hub.models import Appointment, Contact, DeliveryAttempt, IdempotencyRecord, Identity, Message, Notification, utcnow
 from hub.outbox import NotificationRequest
 from hub.phones import InvalidAddress
 from hub.tenants import TenantInfo, tenant_for_api_key
@@ -202,7 +202,12 @@ class Api:
                 return invalid("to", exc.reason)
             answer = {"id": queued.id, "status": queued.status}
             if key:
-                session.add(IdempotencyRecord(tenant_id=tenant.id, key=key, request_hash=digest, status=202, body=answer))
+                # A concurrent retry with the same key got the same notification from enqueue; keep its record.
+                insert = (pg_insert if self.hub.db.dialect == "postgresql" else sqlite_insert)(IdempotencyRecord)
+                await session.execute(
+                    insert.values(tenant_id=tenant.id, key=key, request_hash=digest, status=202, body=answer, created_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+                )
         return web.json_response(answer, status=202)
 
     async def _replay(self, tenant: TenantInfo, key: str, digest: str) -> web.Response | None:

@@ -59,8 +59,8 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     """Build the aiohttp application for a hub.
 
     `manage_hub` opens and closes the hub with the app (off when a test or
-    the CLI already holds it open); `run_workers` runs the inbox worker in
-    this process.
+    the CLI already holds it open); `run_workers` runs the inbox worker and
+    the dispatcher in this process.
     """
     app = web.Application(middlewares=[errors_as_json], client_max_size=hub.config.hub.max_body_bytes)
     app[HUB_KEY] = hub

@@ -95,7 +95,7 @@ class TenantSettings(BaseModel):
     channel_order: tuple[str, ...] = ("whatsapp", "sms", "email")
     """Mediums or channel names to try in order when a notification names none."""
     max_attempts: int = Field(default=5, ge=1, le=50)
-    """Tries per channel for transient failures before falling through to the next."""
+    """Tries per channel for transient failures (and channel crashes) before falling through to the next."""
     templates_dir: str | None = None
     """The tenant's own template folder, searched before the shared ones."""
 

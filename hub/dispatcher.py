@@ -80,6 +80,8 @@ class BatchContext:
     appointments: dict[int, Any]
     last_inbound: dict[tuple[int, str], dt.datetime]
     failed_channels: dict[int, set[str]]
+    transient_tries: dict[tuple[int, str], int]
+    """(notification id, channel) -> transient failures so far: the per-channel retry budget."""
 
 
 class Dispatcher:
@@ -150,6 +152,7 @@ class Dispatcher:
                 if c.last_inbound_at
             }
             failed: dict[int, set[str]] = {}
+            transient: dict[tuple[int, str], int] = {}
             if retried:
                 tries = await session.execute(
                     select(DeliveryAttempt.notification_id, DeliveryAttempt.channel, DeliveryAttempt.outcome).where(
@@ -159,7 +162,9 @@ class Dispatcher:
                 for notification_id, channel, outcome in tries:
                     if outcome in ("permanent", "exhausted"):
                         failed.setdefault(notification_id, set()).add(channel)
-        return BatchContext(identities, contacts, appointments, last_inbound, failed)
+                    elif outcome == "transient":
+                        transient[(notification_id, channel)] = transient.get((notification_id, channel), 0) + 1
+        return BatchContext(identities, contacts, appointments, last_inbound, failed, transient)
 
     # --- one notification ----------------------------------------------------
 
@@ -240,31 +245,31 @@ class Dispatcher:
                 last_inbound_at=ctx.last_inbound.get((row.contact_id, channel.medium)),
             )
             started = utcnow()
+            retry_after: float | None = None
             try:
                 delivery = await channel.send(message)
-            except TransientError as exc:
-                attempts = row.attempts + 1
-                if attempts < tenant.max_attempts:
-                    tries.append(self._try(row, channel, "transient", exc.reason, started))
-                    return Outcome(
-                        row, "pending", f"{channel.name}: {exc.reason}", channel.name, attempts=attempts,
-                        next_attempt_at=now + backoff(attempts, exc.retry_after, self.retry_base), tries=tries,
-                    )
-                tries.append(self._try(row, channel, "exhausted", exc.reason, started))
-                skipped.append(f"{channel.name}: gave up after {attempts} tries: {exc.reason}")
-                continue
             except PermanentError as exc:
                 tries.append(self._try(row, channel, "permanent", exc.reason, started))
                 skipped.append(f"{channel.name}: {exc.reason}")
                 if exc.opted_out:
                     await self._opt_out(identity.id, channel.medium)
                 continue
-            except Exception as exc:  # a channel bug must not lose the notification: retry it
-                self._log.error("channel_crashed", channel=channel.name, error=f"{type(exc).__name__}: {exc}")
-                attempts = row.attempts + 1
-                tries.append(self._try(row, channel, "transient", f"{type(exc).__name__}: {exc}", started))
-                return Outcome(row, "pending", f"{channel.name}: crashed", channel.name, attempts=attempts,
-                               next_attempt_at=now + backoff(attempts, base=self.retry_base), tries=tries)
+            except Exception as exc:
+                if isinstance(exc, TransientError):
+                    reason, retry_after = exc.reason, exc.retry_after
+                else:  # a channel bug must not lose the notification: retried like a transient failure
+                    reason = f"{type(exc).__name__}: {exc}"
+                    self._log.error("channel_crashed", channel=channel.name, error=reason)
+                channel_tries = ctx.transient_tries.get((row.id, channel.name), 0) + 1
+                if channel_tries < tenant.max_attempts:
+                    tries.append(self._try(row, channel, "transient", reason, started))
+                    return Outcome(
+                        row, "pending", f"{channel.name}: {reason}", channel.name, attempts=row.attempts + 1,
+                        next_attempt_at=now + backoff(channel_tries, retry_after, self.retry_base), tries=tries,
+                    )
+                tries.append(self._try(row, channel, "exhausted", reason, started))
+                skipped.append(f"{channel.name}: gave up after {channel_tries} tries: {reason}")
+                continue
             status = "sandboxed" if delivery.status == "sandboxed" else "sent"
             tries.append(self._try(row, channel, status, None, started, delivery.provider_id))
             return Outcome(
@@ -273,7 +278,7 @@ class Dispatcher:
                 message={"medium": channel.medium, "channel": channel.name, "body": rendered.text, "provider_id": delivery.provider_id},
             )
         reason = "; ".join(skipped) or "no channel available"
-        return Outcome(row, "failed", reason, attempts=row.attempts, tries=tries)
+        return Outcome(row, "failed", reason, attempts=row.attempts + len(tries), tries=tries)
 
     def _try(self, row: Any, channel: Channel, outcome: str, error: str | None, started: dt.datetime, provider_id: str | None = None) -> dict[str, Any]:
         return {

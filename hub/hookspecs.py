@@ -2,10 +2,11 @@
 
 Implement a hook by defining a function of the same name decorated with
 `hub.hookimpl`; take only the arguments you need (pluggy passes them by
-name). Any implementation may be `async def`: the core awaits it. Hooks are
-called only through `Hub.call_all` (every implementation, a failing one is
-logged with its plugin name and counted, the others still run) and
-`Hub.call_first` (in order, the first non-None result wins).
+name). Any event implementation may be `async def`: the core awaits it.
+Event hooks are called only through `Hub.call_all` (every implementation, a
+failing one is logged with its plugin name and counted, the others still
+run) and `Hub.call_first` (in order, the first non-None result wins);
+registration hooks through `HookCaller.call_sync`.
 
 "Once" hooks run while the hub starts; "each" hooks run per event. The
 `register_*` hooks that run once at start-up (settings, channels, routes,
@@ -138,7 +139,8 @@ def on_delivery_status(hub: Hub, status: DeliveryStatus) -> None:
 def on_appointment_changed(hub: Hub, appointment: AppointmentRef, change: str) -> None:
     """An appointment was created, rescheduled, canceled or marked no-show.
 
-    `change` is one of "created", "updated", "rescheduled", "canceled", "no_show".
+    `change` is one of "created", "updated", "rescheduled", "canceled", "no_show";
+    fired by `Hub.upsert_appointment` (API, booking sources) after commit.
 
     Called after the change and its reminders were stored.
     """

@@ -175,9 +175,10 @@ def plan_reminders(
         moved = False
         if quiet_hours is not None:
             # One move is always enough in practice; the loop only matters if a DST gap swallows the
-            # last free minute before a near-24-hour window, and every pass goes strictly earlier.
+            # last free minute before a near-24-hour window. The min() never changes a correct move
+            # (that lands at least a minute earlier) but guarantees the loop ends.
             while quiet_hours.contains(send_at.astimezone(zone).time()):
-                send_at = _before_window(send_at, quiet_hours, zone)
+                send_at = min(_before_window(send_at, quiet_hours, zone), send_at - _MINUTE)
                 moved = True
         if send_at < booked_utc:
             continue  # the booking did not exist yet

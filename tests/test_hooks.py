@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from hub import AppointmentRef, InboundMessage
+from hub import InboundMessage
+from hub.appointments import AppointmentInput
+from hub.outbox import NotificationRequest
 from hub.core import Hub
 from hub.models import Message
 from tests.conftest import CliResult, config_document, read_records, wait_for, write_toml
@@ -46,8 +49,13 @@ def test_hook_register_tools(sqlite_url: str, record_file: Path, tmp_path: Path,
 
 
 async def test_hook_register_template_dirs(hub: Hub) -> None:
-    dirs = [d for _, found in hub.hooks.call_sync("register_template_dirs") for d in found]
-    assert any(Path(d, "README").read_text().startswith("test template dir") for d in dirs)
+    # The recorder plugin ships es/ping.text.j2; the dispatcher finds it after the tenant's folder.
+    async with hub.db.sessions.begin() as session:
+        queued = await hub.notify(session, tenant="clinic", request=NotificationRequest(kind="ping", address="+34600123456", data={"text": "hola"}))
+    await hub.dispatcher.dispatch_due()
+    async with hub.db.sessions() as session:
+        message = await session.scalar(select(Message).where(Message.notification_id == queued.id))
+    assert message is not None and message.body == "ping desde el plugin: hola"
 
 
 def test_hook_register_commands(sqlite_url: str, tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
@@ -98,11 +106,15 @@ async def test_hook_on_delivery_status(hub: Hub, client: Any, record_file: Path)
 
 
 async def test_hook_on_appointment_changed(hub: Hub, record_file: Path) -> None:
-    # No core caller yet (appointments arrive with the delivery work); the helper is the contract.
-    start = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
-    appointment = AppointmentRef(7, "clinic", None, "api", "ext-7", start, None, "Europe/Madrid", "scheduled")
-    await hub.call_all("on_appointment_changed", hub=hub, appointment=appointment, change="created")
-    assert records(record_file, "on_appointment_changed") == [{"hook": "on_appointment_changed", "appointment_id": 7, "change": "created"}]
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    booking = AppointmentInput(source="api", external_id="ext-7", start_at=start, addresses=(("phone", "+34600123456"),))
+    created = await hub.upsert_appointment("clinic", booking)
+    await hub.upsert_appointment("clinic", booking)  # unchanged: no hook
+    await hub.upsert_appointment("clinic", dataclasses.replace(booking, status="canceled"))
+    assert records(record_file, "on_appointment_changed") == [
+        {"hook": "on_appointment_changed", "appointment_id": created.appointment.id, "change": "created"},
+        {"hook": "on_appointment_changed", "appointment_id": created.appointment.id, "change": "canceled"},
+    ]
 
 
 async def test_hook_on_contact_linked(hub: Hub, record_file: Path) -> None:

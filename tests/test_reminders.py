@@ -437,6 +437,16 @@ def test_plan_reminders(case: Case) -> None:
     assert run(case) == expect(case)
 
 
+def test_quiet_hours_on_a_skipped_day_move_again() -> None:
+    # Samoa skipped 2011-12-30: 23:59 -10 on the 29th was followed by 00:00 +14 on the 31st (10:00Z).
+    # The 2 h reminder (06:30 +14 on the 31st) is in a window that "began" at 21:00 on the missing
+    # day; the minute before the jump (23:59 on the 29th) is still quiet, so it moves once more,
+    # to 20:59 -10 on the 29th.
+    case = Case("Pacific/Apia", "2011-12-31 08:30", [("2h", "2011-12-30 06:59", True)],
+                offsets=("2h",), quiet="21:00-08:00", booked="2011-11-01 00:00")
+    assert run(case) == expect(case)
+
+
 def test_start_at_in_any_zone_gives_the_same_plan() -> None:
     offsets = [parse_offset(text) for text in DEFAULTS]
     quiet = QuietHours.parse("21:00-08:00")

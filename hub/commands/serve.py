@@ -60,5 +60,5 @@ async def _work(hub: Hub) -> None:
 @click.command()
 @click.pass_obj
 def worker(state: CliState) -> None:
-    """Run only the workers (inbox processor), for more processes on PostgreSQL."""
+    """Run only the workers (inbox processor and dispatcher), for more processes on PostgreSQL."""
     run(_work(state.hub()))

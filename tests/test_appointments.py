@@ -1,0 +1,89 @@
+"""Appointments drive notifications: confirmation, reminders by the tenant's policy, reschedules, cancellations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from hub.appointments import AppointmentInput
+from hub.core import Hub
+from hub.models import Notification, utcnow
+from tests.conftest import make_config, read_records
+
+
+def booking(start: dt.datetime, **kwargs: object) -> AppointmentInput:
+    values: dict[str, object] = {
+        "source": "api", "external_id": "b-1", "start_at": start, "addresses": (("phone", "+34600123456"),),
+        "contact_name": "Ana", "service": "Limpieza",
+    }
+    values.update(kwargs)
+    return AppointmentInput(**values)  # type: ignore[arg-type]
+
+
+async def rows(hub: Hub) -> list[Notification]:
+    async with hub.db.sessions() as session:
+        return list((await session.scalars(select(Notification).order_by(Notification.id))).all())
+
+
+async def test_booking_26_hours_ahead_gets_confirmation_and_three_reminders(hub: Hub, record_file: Path) -> None:
+    start = (utcnow() + dt.timedelta(hours=26)).replace(microsecond=0)
+    change = await hub.upsert_appointment("clinic", booking(start))
+    assert change.change == "created"
+    notifications = await rows(hub)
+    assert [(n.kind, n.idempotency_key.rsplit(":", 1)[-1]) for n in notifications] == [
+        ("confirmation", "confirmation"), ("reminder", "24h"), ("reminder", "2h"), ("reminder", "30m"),
+    ]
+    reminders = notifications[1:]
+    assert [start - n.due_at for n in reminders] == [dt.timedelta(hours=24), dt.timedelta(hours=2), dt.timedelta(minutes=30)]
+    assert all(n.expires_at == start for n in notifications)
+    assert [r["change"] for r in read_records(record_file) if r["hook"] == "on_appointment_changed"] == ["created"]
+    again = await hub.upsert_appointment("clinic", booking(start))
+    assert again.change == "unchanged" and again.notifications == ()
+    assert len(await rows(hub)) == 4
+
+
+async def test_reschedule_moves_reminders_and_sends_one_notice(hub: Hub, record_file: Path) -> None:
+    start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
+    await hub.upsert_appointment("clinic", booking(start))
+    new_start = start + dt.timedelta(days=2)
+    change = await hub.upsert_appointment("clinic", booking(new_start))
+    assert change.change == "rescheduled"
+    notifications = await rows(hub)
+    kinds = [n.kind for n in notifications]
+    assert kinds.count("reschedule") == 1 and "cancellation" not in kinds
+    reminders = [n for n in notifications if n.kind == "reminder"]
+    assert len(reminders) == 3 and all(n.status == "pending" for n in reminders)
+    assert sorted(new_start - n.due_at for n in reminders) == [dt.timedelta(minutes=30), dt.timedelta(hours=2), dt.timedelta(hours=24)]
+    assert [r["change"] for r in read_records(record_file) if r["hook"] == "on_appointment_changed"] == ["created", "rescheduled"]
+
+
+async def test_cancel_cancels_pending_reminders_and_queues_the_notice(hub: Hub) -> None:
+    start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
+    await hub.upsert_appointment("clinic", booking(start))
+    change = await hub.upsert_appointment("clinic", booking(start, status="canceled", reason="Enfermedad"))
+    assert change.change == "canceled"
+    notifications = await rows(hub)
+    assert {n.status for n in notifications if n.kind == "reminder"} == {"canceled"}
+    cancellation = [n for n in notifications if n.kind == "cancellation"]
+    assert len(cancellation) == 1 and cancellation[0].data == {"reason": "Enfermedad"}
+    again = await hub.upsert_appointment("clinic", booking(start, status="canceled", reason="Enfermedad"))
+    assert again.change == "unchanged" and len(await rows(hub)) == len(notifications)
+
+
+async def test_quiet_hours_move_reminders_earlier(database_url: str) -> None:
+    tenants = {"clinic": {"default_region": "ES", "timezone": "Europe/Madrid", "locale": "es", "quiet_hours": "21:00-08:00"}}
+    hub = Hub.build(make_config(database_url, tenants=tenants))
+    async with hub.running():
+        # 08:30 Madrid, three days ahead: the 2 h reminder (06:30) falls in the quiet night and moves to 20:59.
+        day = (utcnow() + dt.timedelta(days=3)).date()
+        start = dt.datetime.combine(day, dt.time(7, 30), tzinfo=dt.UTC)
+        start -= ZoneInfo("Europe/Madrid").utcoffset(start.replace(tzinfo=None)) - dt.timedelta(hours=1)  # summer time
+        await hub.upsert_appointment("clinic", booking(start))
+        reminders = {n.data["offset"]: n.due_at for n in await rows(hub) if n.kind == "reminder"}
+    madrid = {k: v.astimezone(ZoneInfo("Europe/Madrid")) for k, v in reminders.items()}
+    assert madrid["24h"].time() == dt.time(8, 30)
+    assert madrid["2h"].time() == dt.time(20, 59) and madrid["2h"].date() == day - dt.timedelta(days=1)
+    assert madrid["30m"].time() == dt.time(8, 0)  # quiet hours end at 08:00: not moved
