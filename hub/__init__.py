@@ -11,6 +11,7 @@ from hub.config import PluginSettings, ProviderSettings
 from hub.core import Hub
 from hub.errors import ChannelError, HubError, PermanentError, TransientError
 from hub.events import (
+    AppointmentEvent,
     AppointmentRef,
     ContactRef,
     Conversation,
@@ -19,6 +20,7 @@ from hub.events import (
     IdentityRef,
     InboundMessage,
     InboxEvent,
+    OptOutEvent,
     ReceivedMessage,
 )
 from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
@@ -27,6 +29,7 @@ from hub.plugins import hookimpl
 from hub.responders import ContextSection, Reply, Tool
 
 __all__ = [
+    "AppointmentEvent",
     "AppointmentInput",
     "AppointmentRef",
     "Channel",
@@ -45,6 +48,7 @@ __all__ = [
     "InboxEvent",
     "InvalidAddress",
     "NotificationRequest",
+    "OptOutEvent",
     "OutboundMessage",
     "PermanentError",
     "PluginSettings",

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import LinkOutcome, link
-from hub.events import AppointmentRef
+from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
+from hub.inbox import AfterCommit, Processor
 from hub.models import Appointment, Contact, Notification, utcnow
 from hub.outbox import NotificationRequest, enqueue, history_entry
 from hub.reminders import QuietHours, parse_offset, plan_reminders
 from hub.tenants import TenantInfo
+
+if TYPE_CHECKING:
+    from hub.core import Hub
 
 APPOINTMENT_STATUSES = ("scheduled", "canceled", "no_show")
 
@@ -52,6 +56,9 @@ class AppointmentInput:
     """Why it was canceled, for the cancellation notice."""
     booked_at: dt.datetime | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    replaces: str | None = None
+    """External id of a booking this one replaces (a reschedule that the source books anew, as
+    Calendly does): that appointment is moved to this time and takes this external id."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +89,11 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
     if data.addresses:
         profile = {"name": data.contact_name, "locale": data.contact_locale, "timezone": data.contact_timezone}
         outcome = await link(session, tenant, list(data.addresses), profile=profile, reason=f"appointment from {data.source}")
-    row = await session.scalar(
-        select(Appointment).where(
-            Appointment.tenant_id == tenant.id, Appointment.source == data.source, Appointment.external_id == data.external_id
-        )
-    )
+    row = await _find(session, tenant, data.source, data.external_id)
+    if row is None and data.replaces:
+        row = await _find(session, tenant, data.source, data.replaces)
+        if row is not None:
+            row.external_id = data.external_id
     created = row is None
     old_start = row.start_at if row is not None else None
     old_status = row.status if row is not None else None
@@ -115,6 +122,14 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
     if row.contact_id is not None:
         touched = await _notifications_for(session, tenant, row, change, data, now, old_start)
     return AppointmentChange(appointment_ref(row, tenant), change, outcome, tuple(touched))
+
+
+async def _find(session: AsyncSession, tenant: TenantInfo, source: str, external_id: str) -> Appointment | None:
+    return await session.scalar(
+        select(Appointment).where(
+            Appointment.tenant_id == tenant.id, Appointment.source == source, Appointment.external_id == external_id
+        )
+    )
 
 
 def _snapshot(row: Appointment) -> tuple[Any, ...]:
@@ -230,3 +245,27 @@ async def cancel_pending(session: AsyncSession, appointment_id: int, reason: str
         current.status_history = [*current.status_history, history_entry("canceled", utcnow(), reason)]
     await session.flush()
     return len(rows)
+
+
+def appointment_processors(hub: Hub) -> dict[str, Processor]:
+    """The inbox processor for `AppointmentEvent`s from booking sources."""
+
+    async def changed(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
+        assert isinstance(event, AppointmentEvent)
+        tenant = await hub.tenants.get(event.tenant)
+        data = AppointmentInput(
+            source=event.source, external_id=event.external_id, start_at=event.start_at, end_at=event.end_at,
+            timezone=event.timezone, status=event.status, addresses=tuple((k, v) for k, v in event.addresses),
+            contact_name=event.contact_name, contact_locale=event.contact_locale, contact_timezone=event.contact_timezone,
+            service=event.service, location=event.location, event_type=event.event_type, cancel_url=event.cancel_url,
+            reschedule_url=event.reschedule_url, reason=event.reason, booked_at=event.booked_at, replaces=event.replaces,
+            data=dict(event.data),
+        )
+        change = await upsert_appointment(session, tenant, data)
+
+        async def fire() -> None:
+            await hub.after_appointment_change(change)
+
+        return [fire]
+
+    return {AppointmentEvent.kind: changed}

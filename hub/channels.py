@@ -35,6 +35,8 @@ class OutboundMessage:
     """(filename, content type, bytes) triples, e.g. an .ics invite."""
     last_inbound_at: dt.datetime | None = None
     """When the contact last wrote on this medium (the WhatsApp 24-hour rule)."""
+    timezone: str | None = None
+    """The time zone the message's times are shown in (the contact's, else the tenant's)."""
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,29 @@ async def merge(
         )
     )
     await session.flush()
+
+
+async def set_opt_out(session: AsyncSession, tenant: TenantInfo, kind: str, raw: str, medium: str, opted_out: bool) -> bool:
+    """Opt an address out of (or back into) one medium; True when that changed anything."""
+    kind, value = identity_key(kind, raw, tenant.default_region)
+    identity = await session.scalar(
+        select(Identity).where(Identity.tenant_id == tenant.id, Identity.kind == kind, Identity.value == value)
+    )
+    if identity is None:
+        if not opted_out:
+            return False
+        await link(session, tenant, [(kind, value)], reason="opt-out")
+        identity = await session.scalar(
+            select(Identity).where(Identity.tenant_id == tenant.id, Identity.kind == kind, Identity.value == value)
+        )
+        assert identity is not None
+    current = dict(identity.opted_out or {})
+    if opted_out == (medium in current):
+        return False
+    if opted_out:
+        current[medium] = utcnow().isoformat()
+    else:
+        current.pop(medium)
+    identity.opted_out = current
+    await session.flush()
+    return True

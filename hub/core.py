@@ -21,11 +21,11 @@ from pydantic import BaseModel
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.appointments import AppointmentChange, AppointmentInput, upsert_appointment
+from hub.appointments import AppointmentChange, AppointmentInput, appointment_processors, upsert_appointment
 
 from hub.channels import Channel, Health
 from hub.config import Config, resolve_secrets, validate_table
-from hub.contacts import LinkOutcome
+from hub.contacts import LinkOutcome, set_opt_out
 from hub.database import Database
 from hub.dispatcher import Dispatcher
 from hub.errors import ConfigError, PluginLoadError
@@ -68,6 +68,7 @@ class Hub:
             self.db, self.tenants, max_attempts=config.hub.inbox_max_attempts, poll_seconds=config.hub.inbox_poll_seconds
         )
         self.inbox.processors.update(message_processors(self))
+        self.inbox.processors.update(appointment_processors(self))
         self.dispatcher = Dispatcher(self)
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
@@ -230,13 +231,23 @@ class Hub:
         info = await self.tenants.get(tenant)
         async with self.db.sessions.begin() as session:
             change = await upsert_appointment(session, info, data)
+        await self.after_appointment_change(change)
+        return change
+
+    async def after_appointment_change(self, change: AppointmentChange) -> None:
+        """Once an appointment change is committed: wake the dispatcher and fire the hooks."""
         if change.notifications:
             self.dispatcher.wake()
         if change.link is not None:
             await self.announce_link(change.link)
         if change.change != "unchanged":
             await self.call_all("on_appointment_changed", hub=self, appointment=change.appointment, change=change.change)
-        return change
+
+    async def set_opt_out(self, tenant: str, address_kind: str, address: str, medium: str, opted_out: bool = True) -> bool:
+        """Opt an address out of (or back into) one medium; the dispatcher then skips it there."""
+        info = await self.tenants.get(tenant)
+        async with self.db.sessions.begin() as session:
+            return await set_opt_out(session, info, address_kind, address, medium, opted_out)
 
     def _wake_on_commit(self, session: AsyncSession) -> None:
         if not session.info.get("hub_wake"):

@@ -241,7 +241,7 @@ class Dispatcher:
                 continue
             message = OutboundMessage(
                 tenant=tenant.slug, to=identity.value, body=rendered.text, kind=row.kind, subject=rendered.subject,
-                html=rendered.html, notification_id=row.id, locale=locale, data=context,
+                html=rendered.html, notification_id=row.id, locale=locale, timezone=timezone, data=context,
                 last_inbound_at=ctx.last_inbound.get((row.contact_id, channel.medium)),
             )
             started = utcnow()

@@ -73,7 +73,45 @@ class DeliveryStatusEvent(InboxEvent):
     reported_at: dt.datetime | None = None
 
 
-INBOX_EVENT_TYPES: tuple[type[InboxEvent], ...] = (InboundMessage, DeliveryStatusEvent)
+@dataclass(frozen=True, kw_only=True)
+class AppointmentEvent(InboxEvent):
+    """A booking system created, moved or canceled an appointment (see `hub.AppointmentInput`)."""
+
+    kind: ClassVar[str] = "appointment.changed"
+    source: str
+    external_id: str
+    start_at: dt.datetime
+    end_at: dt.datetime | None = None
+    timezone: str | None = None
+    status: str = "scheduled"
+    addresses: list[list[str]] = field(default_factory=list)
+    """[kind, raw address] pairs of the person who booked."""
+    contact_name: str | None = None
+    contact_locale: str | None = None
+    contact_timezone: str | None = None
+    service: str | None = None
+    location: str | None = None
+    event_type: str | None = None
+    cancel_url: str | None = None
+    reschedule_url: str | None = None
+    reason: str | None = None
+    booked_at: dt.datetime | None = None
+    replaces: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptOutEvent(InboxEvent):
+    """A person asked to stop (or start again) receiving messages on one medium."""
+
+    kind: ClassVar[str] = "contact.opt_out"
+    address_kind: str
+    address: str
+    medium: str
+    opted_out: bool = True
+
+
+INBOX_EVENT_TYPES: tuple[type[InboxEvent], ...] = (InboundMessage, DeliveryStatusEvent, AppointmentEvent, OptOutEvent)
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,19 @@ once it is committed, so a plugin never sees a message that was rolled back.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from hub.contacts import link
+from hub.contacts import link, set_opt_out
 from hub.events import (
     Conversation as ConversationView,
 )
-from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, ReceivedMessage
+from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, OptOutEvent, ReceivedMessage
 from hub.inbox import AfterCommit, Processor
-from hub.models import Conversation, Message, Notification, utcnow
+from hub.models import Conversation, DeliveryAttempt, Message, Notification, utcnow
+from hub.outbox import NotificationRequest
 from hub.responders import Reply
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ STATUS_RANK = {
     "read": 5,
 }
 
+
+REPLY_EXPIRY = dt.timedelta(hours=1)
 
 # How a provider's message status shows on the notification it delivered.
 NOTIFICATION_STATUS = {"sent": "sent", "delivered": "delivered", "read": "read", "undelivered": "failed", "failed": "failed"}
@@ -121,6 +125,7 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
                 Message.tenant_id == tenant.id, Message.channel == event.channel, Message.provider_id == event.provider_id
             )
         )
+        hub_wake = False
         if message is None:
             # A status for a message this hub did not record (sent by another system): nothing to apply.
             return []
@@ -133,11 +138,21 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             notification = await session.get(Notification, message.notification_id)
             outcome = NOTIFICATION_STATUS.get(event.status)
             if notification is not None and outcome and moves_forward(NOTIFICATION_RANK_ALIAS.get(notification.status, notification.status), outcome):
-                notification.status = outcome
                 reason = " ".join(filter(None, [event.error_code, event.error_message])) or None
+                if outcome == "failed" and _can_fall_back(notification):
+                    # The provider took it but could not deliver: try the next channel while there is time.
+                    session.add(DeliveryAttempt(
+                        notification_id=notification.id, channel=event.channel, provider_id=event.provider_id,
+                        outcome="permanent", error=f"{event.status}: {reason or 'no reason given'}", finished_at=utcnow(),
+                    ))
+                    outcome = "pending"
+                    notification.due_at = utcnow()
+                    notification.next_attempt_at = None
+                    hub_wake = True
+                notification.status = outcome
                 notification.status_history = [*notification.status_history, {"status": outcome, "at": at, **({"reason": reason} if reason else {})}]
                 if reason:
-                    notification.last_error = reason
+                    notification.last_error = f"{event.channel}: {event.status}: {reason}"
         view = DeliveryStatus(
             tenant=tenant.slug,
             channel=event.channel,
@@ -150,25 +165,39 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
         )
 
         async def fire() -> None:
+            if hub_wake:
+                hub.dispatcher.wake()
             await hub.call_all("on_delivery_status", hub=hub, status=view)
 
         return [fire]
 
-    return {InboundMessage.kind: received, DeliveryStatusEvent.kind: status}
+    async def opt_out(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
+        assert isinstance(event, OptOutEvent)
+        tenant = await hub.tenants.get(event.tenant)
+        await set_opt_out(session, tenant, event.address_kind, event.address, event.medium, event.opted_out)
+        return []
+
+    return {InboundMessage.kind: received, DeliveryStatusEvent.kind: status, OptOutEvent.kind: opt_out}
+
+
+def _can_fall_back(notification: Notification) -> bool:
+    """A failed delivery is retried on another channel unless it is too late to matter."""
+    return notification.expires_at is None or utcnow() < notification.expires_at
 
 
 async def record_reply(hub: Hub, conversation: ConversationView, reply: Reply) -> None:
-    """Store a responder's reply in the conversation as an outbound message awaiting delivery."""
+    """Queue a responder's reply on the conversation's channel, through the outbox like any message."""
+    if not reply.body.strip():
+        return  # handled, nothing to say (e.g. a STOP the channel already confirmed)
     async with hub.db.sessions.begin() as session:
-        session.add(
-            Message(
-                tenant_id=(await hub.tenants.get(conversation.tenant)).id,
-                conversation_id=conversation.id,
-                direction="out",
-                channel=conversation.channel,
-                body=reply.body,
-                media=[],
-                status="queued",
-                status_history=[{"status": "queued", "at": utcnow().isoformat(), "responder": reply.responder}],
-            )
+        await hub.notify(
+            session,
+            tenant=conversation.tenant,
+            request=NotificationRequest(
+                kind="reply", template="message", contact_id=conversation.contact_id,
+                channel_order=(conversation.channel,),
+                data={"text": reply.body, "responder": reply.responder, "handoff": reply.handoff, **reply.data},
+                # A reply an hour late answers a question nobody is waiting on any more.
+                expires_at=utcnow() + REPLY_EXPIRY,
+            ),
         )

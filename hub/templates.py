@@ -346,6 +346,16 @@ class Templates:
                     except TemplateError as exc:
                         yield locale, medium, exc
 
+    def render_inline(self, source: str, *, locale: str, timezone: str, context: Mapping[str, Any], name: str = "<inline>") -> str:
+        """Render a short template given as text (e.g. a vendor template's variable) with the same filters and sandbox."""
+        environment = self._environment(None, html=False)
+        try:
+            template = environment.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(name, "syntax", f"syntax error: {exc.message}", line=exc.lineno) from None
+        variables = {**context, "_locale": babel_locale(locale), "_timezone": timezone}
+        return self._run(name, template, template.root_render_func, variables).strip()
+
     def _environment(self, tenant_dir: Path | None, *, html: bool) -> ImmutableSandboxedEnvironment:
         key = (tenant_dir, html)
         environment = self._environments.get(key)

@@ -87,3 +87,25 @@ async def test_quiet_hours_move_reminders_earlier(database_url: str) -> None:
     assert madrid["24h"].time() == dt.time(8, 30)
     assert madrid["2h"].time() == dt.time(20, 59) and madrid["2h"].date() == day - dt.timedelta(days=1)
     assert madrid["30m"].time() == dt.time(8, 0)  # quiet hours end at 08:00: not moved
+
+
+async def test_booking_source_reschedule_as_new_booking_moves_the_appointment(hub: Hub, record_file: Path) -> None:
+    from hub import AppointmentEvent
+
+    start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
+    first = AppointmentEvent(tenant="clinic", source="calendly", external_id="inv-1", start_at=start, addresses=[["email", "ana@example.com"]])
+    moved = AppointmentEvent(tenant="clinic", source="calendly", external_id="inv-2", start_at=start + dt.timedelta(days=1),
+                             addresses=[["email", "ana@example.com"]], replaces="inv-1")
+    for n, event in enumerate((first, moved, moved)):
+        await hub.inbox.accept(event, source="calendly", dedupe_key=f"e{n}")
+        await hub.inbox.process_pending()
+    notifications = await rows(hub)
+    assert [n.kind for n in notifications].count("reschedule") == 1
+    assert "cancellation" not in [n.kind for n in notifications]
+    changes = [r["change"] for r in read_records(record_file) if r["hook"] == "on_appointment_changed"]
+    assert changes == ["created", "rescheduled"]
+    async with hub.db.sessions() as session:
+        from hub.models import Appointment
+
+        appointments = (await session.scalars(select(Appointment))).all()
+    assert [(a.external_id, a.start_at) for a in appointments] == [("inv-2", start + dt.timedelta(days=1))]

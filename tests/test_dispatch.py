@@ -203,3 +203,66 @@ async def test_worker_loop_sends_what_is_queued(hub: Hub, record_file: Path) -> 
                 break
             await asyncio.sleep(0.02)
     assert (await notification(hub, notification_id)).status == "sandboxed"
+
+
+async def test_undelivered_status_falls_back_to_the_next_channel(database_url: str) -> None:
+    from hub import DeliveryStatusEvent
+
+    async with Sink() as sink:
+        hub = sink_hub(database_url, sink)
+        async with hub.running():
+            notification_id = await queue(hub, kind="message", data={"text": "hi"}, address="+34600123456", channel_order=("whatsapp", "sms"),
+                                          expires_at=utcnow() + dt.timedelta(hours=1))
+            await drain(hub)
+            first = await notification(hub, notification_id)
+            assert (first.status, first.channel) == ("sent", "sink-whatsapp")
+            provider_id = sink.received and (await attempts(hub, notification_id))
+            async with hub.db.sessions() as session:
+                message = await session.scalar(select(Message).where(Message.notification_id == notification_id))
+            assert message is not None
+            event = DeliveryStatusEvent(tenant="clinic", channel="sink-whatsapp", provider_id=message.provider_id or "", status="undelivered", error_code="63016")
+            await hub.inbox.accept(event, source="test", dedupe_key="s1")
+            await hub.inbox.process_pending()
+            await drain(hub)
+            final = await notification(hub, notification_id)
+            tries = await attempts(hub, notification_id)
+    assert provider_id
+    assert (final.status, final.channel) == ("sandboxed", "recorder-sms")
+    assert tries == [("sink-whatsapp", "sent"), ("sink-whatsapp", "permanent"), ("recorder-sms", "sandboxed")]
+    assert [h["status"] for h in final.status_history] == ["pending", "sent", "pending", "sandboxed"]
+    assert len(sink.received) == 1  # WhatsApp was not tried again
+
+
+async def test_undelivered_status_after_expiry_stays_failed(database_url: str) -> None:
+    from hub import DeliveryStatusEvent
+
+    async with Sink() as sink:
+        hub = sink_hub(database_url, sink)
+        async with hub.running():
+            notification_id = await queue(hub, kind="message", data={"text": "hi"}, address="+34600123456", channel_order=("whatsapp", "sms"))
+            await drain(hub)
+            async with hub.db.sessions.begin() as session:
+                await session.execute(update(Notification).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+                message = await session.scalar(select(Message).where(Message.notification_id == notification_id))
+            assert message is not None
+            event = DeliveryStatusEvent(tenant="clinic", channel="sink-whatsapp", provider_id=message.provider_id or "", status="failed", error_code="30008")
+            await hub.inbox.accept(event, source="test", dedupe_key="s1")
+            await hub.inbox.process_pending()
+            final = await notification(hub, notification_id)
+    assert final.status == "failed" and final.last_error == "sink-whatsapp: failed: 30008"
+
+
+async def test_opt_out_event_and_opt_back_in(hub: Hub) -> None:
+    from hub import OptOutEvent
+
+    await hub.inbox.accept(OptOutEvent(tenant="clinic", address_kind="phone", address="600 123 456", medium="sms"), source="t", dedupe_key="o1")
+    await hub.inbox.process_pending()
+    notification_id = await queue(hub, kind="message", data={"text": "hi"}, address="+34600123456", channel_order=("sms",))
+    await drain(hub)
+    refused = await notification(hub, notification_id)
+    assert refused.status == "failed" and refused.last_error == "recorder-sms: opted out of sms"
+    assert await hub.set_opt_out("clinic", "phone", "+34600123456", "sms", False) is True
+    assert await hub.set_opt_out("clinic", "phone", "+34600123456", "sms", False) is False
+    again = await queue(hub, kind="message", data={"text": "hi"}, address="+34600123456", channel_order=("sms",))
+    await drain(hub)
+    assert (await notification(hub, again)).status == "sandboxed"

@@ -93,16 +93,13 @@ async def test_hook_on_delivery_status(hub: Hub, client: Any, record_file: Path)
     await client.post("/webhooks/recorder/inbound", json={"tenant": "clinic", "from": "+34600123456", "body": "echo ok", "id": "m2"})
 
     async def reply() -> Message | None:
-        async with hub.db.sessions.begin() as session:
-            row = await session.scalar(select(Message).where(Message.direction == "out"))
-            if row is not None:
-                row.provider_id = "P1"
-            return row
+        async with hub.db.sessions() as session:
+            return await session.scalar(select(Message).where(Message.direction == "out"))
 
-    await wait_for(reply)
-    await client.post("/webhooks/recorder/status", json={"tenant": "clinic", "channel": "recorder-sms", "id": "P1", "status": "delivered"})
+    sent = await wait_for(reply)
+    await client.post("/webhooks/recorder/status", json={"tenant": "clinic", "channel": "recorder-sms", "id": sent.provider_id, "status": "delivered"})
     got = await wait_for(lambda: records(record_file, "on_delivery_status"))
-    assert got[0]["provider_id"] == "P1" and got[0]["status"] == "delivered" and got[0]["message_id"]
+    assert got[0]["provider_id"] == sent.provider_id and got[0]["status"] == "delivered" and got[0]["message_id"] == sent.id
 
 
 async def test_hook_on_appointment_changed(hub: Hub, record_file: Path) -> None:

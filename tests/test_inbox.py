@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from hub import InboundMessage
 from hub.core import Hub
-from hub.models import Contact, Conversation, Identity, InboxEventRow, Message, utcnow
+from hub.models import Contact, Conversation, Identity, InboxEventRow, Message, Notification, utcnow
 from tests.conftest import read_records, wait_for
 
 
@@ -92,21 +92,24 @@ async def test_expired_lease_is_taken_over(hub: Hub) -> None:
 
 async def test_delivery_status_never_moves_backwards(hub: Hub, client: Any, record_file: Path) -> None:
     await client.post("/webhooks/recorder/inbound", json={"tenant": "clinic", "from": "+34600123456", "body": "echo hola", "id": "SMin"})
+    # The responder's reply goes out through the outbox on the conversation's channel.
     await wait_for(lambda: count(hub, Message, Message.direction == "out"))
-    async with hub.db.sessions.begin() as session:
+    async with hub.db.sessions() as session:
         reply = await session.scalar(select(Message).where(Message.direction == "out"))
-        assert reply is not None and reply.body == "hola" and reply.status == "queued"
-        reply.provider_id = "SMout"
+    assert reply is not None and reply.body == "hola" and reply.status == "sandboxed" and reply.provider_id
     for status in ("sent", "read", "delivered"):
-        await client.post("/webhooks/recorder/status", json={"tenant": "clinic", "channel": "recorder-sms", "id": "SMout", "status": status})
+        await client.post("/webhooks/recorder/status", json={"tenant": "clinic", "channel": "recorder-sms", "id": reply.provider_id, "status": status})
+
     async def all_processed() -> bool:
         return await count(hub, InboxEventRow, InboxEventRow.processed_at.is_not(None)) == 4
 
     await wait_for(all_processed)
     await wait_for(lambda: len([r for r in read_records(record_file) if r["hook"] == "on_delivery_status"]) == 2 or None)
     async with hub.db.sessions() as session:
-        reply = await session.scalar(select(Message).where(Message.provider_id == "SMout"))
-    assert reply is not None and reply.status == "read"
-    assert [h["status"] for h in reply.status_history] == ["queued", "sent", "read"]
+        stored = await session.scalar(select(Message).where(Message.id == reply.id))
+        notification = await session.get(Notification, stored.notification_id) if stored else None
+    assert stored is not None and stored.status == "read"
+    assert [h["status"] for h in stored.status_history] == ["sandboxed", "sent", "read"]
+    assert notification is not None and notification.status == "read" and notification.kind == "reply"
     statuses = [r["status"] for r in read_records(record_file) if r["hook"] == "on_delivery_status"]
     assert statuses == ["sent", "read"]

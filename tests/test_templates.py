@@ -448,3 +448,13 @@ def test_cli_check_fails_on_a_broken_plugin_template(sqlite_url: str, tmp_path: 
         "clinic: es/reminder.whatsapp.j2:1: undefined variable 'cliente'",
         "failed: 1 problems, 21 templates checked",
     ]
+
+
+def test_render_inline_uses_the_same_filters_and_sandbox() -> None:
+    library = Templates([SHIPPED_TEMPLATES])
+    context = {"appointment": {"start": "2026-11-24T09:30:00+00:00"}}
+    text = library.render_inline("{{ appointment.start | datetime }}", locale="es", timezone="Europe/Madrid", context=context)
+    assert text == "martes, 24 de noviembre de 2026, 10:30"
+    with pytest.raises(TemplateError) as info:
+        library.render_inline("{{ missing }}", locale="es", timezone="UTC", context={}, name="twilio:reminder:1")
+    assert info.value.variable == "missing" and "twilio:reminder:1" in str(info.value)
