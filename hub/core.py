@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.appointments import AppointmentChange, AppointmentInput, appointment_processors, upsert_appointment
@@ -32,6 +32,7 @@ from hub.errors import ConfigError, PluginLoadError
 from hub.events import IdentityRef
 from hub.inbox import Inbox
 from hub.messaging import message_processors
+from hub.models import PluginData
 from hub.outbox import Enqueued, NotificationRequest, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
 from hub.templates import SHIPPED_TEMPLATES, Templates
@@ -248,6 +249,27 @@ class Hub:
         info = await self.tenants.get(tenant)
         async with self.db.sessions.begin() as session:
             return await set_opt_out(session, info, address_kind, address, medium, opted_out)
+
+    async def get_plugin_data(self, plugin: str, tenant: str, key: str) -> dict[str, Any] | None:
+        """A value a plugin stored for a tenant with `set_plugin_data`, or None."""
+        info = await self.tenants.get(tenant)
+        async with self.db.sessions() as session:
+            row = await session.scalar(
+                select(PluginData).where(PluginData.tenant_id == info.id, PluginData.plugin == plugin, PluginData.key == key)
+            )
+        return dict(row.value) if row is not None else None
+
+    async def set_plugin_data(self, plugin: str, tenant: str, key: str, value: dict[str, Any]) -> None:
+        """Store (or replace) a small JSON value for a plugin and tenant."""
+        info = await self.tenants.get(tenant)
+        async with self.db.sessions.begin() as session:
+            row = await session.scalar(
+                select(PluginData).where(PluginData.tenant_id == info.id, PluginData.plugin == plugin, PluginData.key == key)
+            )
+            if row is None:
+                session.add(PluginData(tenant_id=info.id, plugin=plugin, key=key, value=value))
+            else:
+                row.value = value
 
     def _wake_on_commit(self, session: AsyncSession) -> None:
         if not session.info.get("hub_wake"):

@@ -286,3 +286,17 @@ class IdempotencyRecord(Base):
     status: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PluginData(Base):
+    """Small per-tenant values a plugin keeps between runs (a webhook subscription, its signing key)."""
+
+    __tablename__ = "plugin_data"
+    __table_args__ = (UniqueConstraint("tenant_id", "plugin", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    plugin: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[dict[str, Any]]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -94,7 +94,7 @@ def test_database_url_from_environment_wins(sqlite_url: str, tmp_path: Path, run
     config = write_toml(tmp_path / "config.toml", config_document("sqlite+aiosqlite:///not-this.db"))
     result = run_cli("db", "current", config=config, env={"HUB_DATABASE_URL": sqlite_url})
     assert result.returncode == 0, result.stderr
-    assert "current: 0002" in result.stdout
+    assert "current: 0003" in result.stdout
     assert not (tmp_path / "not-this.db").exists()
 
 
@@ -108,8 +108,8 @@ def test_serve_refuses_unmigrated_postgres_until_upgraded(pg_cluster: PostgresCl
     line = one_error_line(run_cli("serve", config=config))
     assert line.endswith("is not migrated: run `hub db upgrade` first")
     upgraded = run_cli("db", "upgrade", config=config)
-    assert upgraded.returncode == 0 and "migrated empty -> 0002" in upgraded.stdout
-    assert "already at 0002" in run_cli("db", "upgrade", config=config).stdout
+    assert upgraded.returncode == 0 and "migrated empty -> 0003" in upgraded.stdout
+    assert "already at 0003" in run_cli("db", "upgrade", config=config).stdout
     assert run_cli("tenants", "list", config=config).stdout.startswith("clinic\tClinic\tES")
 
 

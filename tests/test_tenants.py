@@ -60,3 +60,11 @@ async def test_config_tenants_are_created_and_updated_on_start(database_url: str
         clinic = await second.tenants.get("clinic")
         assert (clinic.name, clinic.timezone) == ("Clínica Sol", "Atlantic/Canary")
         assert len(await second.tenants.all()) == 2  # removing a tenant from config never deletes its data
+
+
+async def test_plugin_data_is_kept_per_tenant(hub: Hub) -> None:
+    assert await hub.get_plugin_data("recorder", "clinic", "subscription") is None
+    await hub.set_plugin_data("recorder", "clinic", "subscription", {"uri": "a", "signing_key": "k1"})
+    await hub.set_plugin_data("recorder", "clinic", "subscription", {"uri": "b"})
+    assert await hub.get_plugin_data("recorder", "clinic", "subscription") == {"uri": "b"}
+    assert await hub.get_plugin_data("recorder", "salon", "subscription") is None
