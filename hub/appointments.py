@@ -11,6 +11,7 @@ notice when it is canceled. Every notification has an idempotency key per
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -253,14 +254,10 @@ def appointment_processors(hub: Hub) -> dict[str, Processor]:
     async def changed(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
         assert isinstance(event, AppointmentEvent)
         tenant = await hub.tenants.get(event.tenant)
-        data = AppointmentInput(
-            source=event.source, external_id=event.external_id, start_at=event.start_at, end_at=event.end_at,
-            timezone=event.timezone, status=event.status, addresses=tuple((k, v) for k, v in event.addresses),
-            contact_name=event.contact_name, contact_locale=event.contact_locale, contact_timezone=event.contact_timezone,
-            service=event.service, location=event.location, event_type=event.event_type, cancel_url=event.cancel_url,
-            reschedule_url=event.reschedule_url, reason=event.reason, booked_at=event.booked_at, replaces=event.replaces,
-            data=dict(event.data),
-        )
+        # The event carries the same fields as AppointmentInput (JSON-shaped: addresses as lists).
+        values = {f.name: getattr(event, f.name) for f in dataclasses.fields(AppointmentInput)}
+        values["addresses"] = tuple((kind, raw) for kind, raw in event.addresses)
+        data = AppointmentInput(**values)
         change = await upsert_appointment(session, tenant, data)
 
         async def fire() -> None:
