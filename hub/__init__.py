@@ -6,7 +6,7 @@ never the core's internal modules.
 
 from hub.appointments import AppointmentInput
 from hub.channels import Channel, Delivery, Health, OutboundMessage
-from hub.cli import hub_from_context
+from hub.cli import hub_from_context, with_open_hub
 from hub.config import PluginSettings, ProviderSettings
 from hub.core import Hub
 from hub.errors import ChannelError, HubError, PermanentError, TransientError
@@ -59,6 +59,7 @@ __all__ = [
     "TransientError",
     "hookimpl",
     "hub_from_context",
+    "with_open_hub",
     "normalize_address",
     "normalize_email",
     "normalize_phone",

@@ -57,6 +57,8 @@ class AppointmentInput:
     """Why it was canceled, for the cancellation notice."""
     booked_at: dt.datetime | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    confirm: bool = True
+    """Send the booking confirmation when the appointment is new (a backfill of old bookings says no)."""
     replaces: str | None = None
     """External id of a booking this one replaces (a reschedule that the source books anew, as
     Calendly does): that appointment is moved to this time and takes this external id."""
@@ -121,7 +123,7 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
     change = _classify(created, old_status, data.status, moved, before, _snapshot(row))
     touched: list[int] = []
     if row.contact_id is not None:
-        touched = await _notifications_for(session, tenant, row, change, data, now, old_start)
+        touched = await _notifications_for(session, tenant, row, change, data, now, old_start, old_status)
     return AppointmentChange(appointment_ref(row, tenant), change, outcome, tuple(touched))
 
 
@@ -145,14 +147,16 @@ def _classify(created: bool, old_status: str | None, status: str, moved: bool, b
         return "canceled" if old_status != "canceled" else "unchanged"
     if status == "no_show":
         return "no_show" if old_status != "no_show" else "unchanged"
-    if old_status != "scheduled" or moved:
+    if moved:
         return "rescheduled"
+    if old_status != "scheduled":
+        return "reinstated"  # back on at the same time: a no-show undone, a cancellation reversed
     return "updated" if before != after else "unchanged"
 
 
 async def _notifications_for(
     session: AsyncSession, tenant: TenantInfo, row: Appointment, change: str, data: AppointmentInput,
-    now: dt.datetime, old_start: dt.datetime | None,
+    now: dt.datetime, old_start: dt.datetime | None, old_status: str | None,
 ) -> list[int]:
     touched: list[int] = []
 
@@ -169,7 +173,12 @@ async def _notifications_for(
             touched.append(queued.id)
 
     if change == "created":
-        await notice("confirmation", f"appointment:{row.id}:confirmation")
+        if data.confirm:
+            await notice("confirmation", f"appointment:{row.id}:confirmation")
+        touched += await schedule_reminders(session, tenant, row, now)
+    elif change == "reinstated":
+        if old_status == "canceled":  # they were told it was off: tell them it is on again
+            await notice("confirmation", f"appointment:{row.id}:confirmation:reinstated:{now.isoformat()}")
         touched += await schedule_reminders(session, tenant, row, now)
     elif change == "rescheduled":
         await cancel_pending(session, row.id, "superseded by a newer time", kinds=("reschedule", "cancellation"))
@@ -214,10 +223,11 @@ async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: App
                                     expires_at=row.start_at, idempotency_key=key, data={"offset": plan.label}),
             )
             touched.append(queued.id)
-        elif current.due_at != plan.send_at or current.expires_at != row.start_at:
+        elif current.due_at != plan.send_at or current.expires_at != row.start_at or current.status == "canceled":
             if current.status == "sending":
                 continue  # in flight right now; its expiry check still guards the old time
-            # Re-arm: the reminder for the new time is a new promise, even if the old one went out.
+            # Re-arm: the reminder for the new time is a new promise, even if the old one went out
+            # (and a reminder canceled with the appointment comes back with it).
             current.status = "pending"
             current.due_at = plan.send_at
             current.expires_at = row.start_at

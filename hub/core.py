@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 import structlog
@@ -37,6 +37,8 @@ from hub.outbox import Enqueued, NotificationRequest, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
 from hub.templates import SHIPPED_TEMPLATES, Templates
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Hub:
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
         self._validate_settings(plugins)
+        self._plugin_runtimes: dict[str, Any] = {}
         self.channels: dict[str, Channel] = {}
         self.channel_plugins: dict[str, str] = {}
         """Channel name -> the plugin that provides it."""
@@ -249,6 +252,16 @@ class Hub:
         info = await self.tenants.get(tenant)
         async with self.db.sessions.begin() as session:
             return await set_opt_out(session, info, address_kind, address, medium, opted_out)
+
+    def plugin_runtime(self, plugin: str, factory: Callable[[Hub], T]) -> T:
+        """The one runtime object a plugin keeps for this hub (clients, caches), made by `factory` on first use.
+
+        Plugins keep no module-level state; what they share between hooks,
+        routes and commands lives here, one per hub.
+        """
+        if plugin not in self._plugin_runtimes:
+            self._plugin_runtimes[plugin] = factory(self)
+        return self._plugin_runtimes[plugin]  # type: ignore[no-any-return]
 
     async def get_plugin_data(self, plugin: str, tenant: str, key: str) -> dict[str, Any] | None:
         """A value a plugin stored for a tenant with `set_plugin_data`, or None."""

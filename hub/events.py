@@ -96,6 +96,7 @@ class AppointmentEvent(InboxEvent):
     reschedule_url: str | None = None
     reason: str | None = None
     booked_at: dt.datetime | None = None
+    confirm: bool = True
     replaces: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
 

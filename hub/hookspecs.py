@@ -139,7 +139,8 @@ def on_delivery_status(hub: Hub, status: DeliveryStatus) -> None:
 def on_appointment_changed(hub: Hub, appointment: AppointmentRef, change: str) -> None:
     """An appointment was created, rescheduled, canceled or marked no-show.
 
-    `change` is one of "created", "updated", "rescheduled", "canceled", "no_show";
+    `change` is one of "created", "updated", "rescheduled", "reinstated" (scheduled
+    again at the same time after a cancellation or no-show), "canceled", "no_show";
     fired by `Hub.upsert_appointment` (API, booking sources) after commit.
 
     Called after the change and its reminders were stored.

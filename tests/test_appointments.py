@@ -109,3 +109,32 @@ async def test_booking_source_reschedule_as_new_booking_moves_the_appointment(hu
 
         appointments = (await session.scalars(select(Appointment))).all()
     assert [(a.external_id, a.start_at) for a in appointments] == [("inv-2", start + dt.timedelta(days=1))]
+
+
+async def test_no_show_undone_rearms_reminders_without_a_notice(hub: Hub) -> None:
+    start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
+    await hub.upsert_appointment("clinic", booking(start))
+    assert (await hub.upsert_appointment("clinic", booking(start, status="no_show"))).change == "no_show"
+    assert {n.status for n in await rows(hub) if n.kind == "reminder"} == {"canceled"}
+    change = await hub.upsert_appointment("clinic", booking(start))
+    assert change.change == "reinstated"
+    notifications = await rows(hub)
+    assert {n.status for n in notifications if n.kind == "reminder"} == {"pending"}
+    assert [n.kind for n in notifications].count("confirmation") == 1
+
+
+async def test_cancellation_reversed_confirms_again(hub: Hub) -> None:
+    start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
+    await hub.upsert_appointment("clinic", booking(start))
+    await hub.upsert_appointment("clinic", booking(start, status="canceled"))
+    assert (await hub.upsert_appointment("clinic", booking(start))).change == "reinstated"
+    notifications = await rows(hub)
+    assert [n.kind for n in notifications].count("confirmation") == 2
+    assert {n.status for n in notifications if n.kind == "reminder"} == {"pending"}
+
+
+async def test_backfill_without_confirmation(hub: Hub) -> None:
+    start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
+    change = await hub.upsert_appointment("clinic", booking(start, confirm=False))
+    assert change.change == "created"
+    assert [n.kind for n in await rows(hub)] == ["reminder", "reminder", "reminder"]
