@@ -1,0 +1,236 @@
+"""Twilio's webhooks: inbound messages and status callbacks, verified, normalised, stored.
+
+Both handlers do the same four steps (docs/plugins.md, Webhooks): find the
+tenant the request is for, check `X-Twilio-Signature` with that tenant's
+auth token against the public URL Twilio called, turn the form into an
+inbox event, and answer at once. Nothing is stored before the signature
+checked out.
+
+The tenant comes from `?tenant=<slug>` when the URL carries it (every
+StatusCallback the channels set does), else from the number the message
+was sent to (`To` inbound, `From` in a status callback, `whatsapp:` prefix
+stripped) or the `MessagingServiceSid`, matched against the tenants'
+senders. Of the tenants that match, the one whose token validates the
+signature wins; two that both validate are a configuration mistake (one
+sender, two tenants, one account) and are refused with 409 rather than
+guessed at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+from multidict import MultiDictProxy
+from twilio.request_validator import (
+    HMAC_SHA1,
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+
+from hub import DeliveryStatusEvent, HubError, InboundMessage, InvalidAddress, normalize_phone
+
+from .sending import NAME, SMS, WHATSAPP, WHATSAPP_PREFIX, public_base
+from .settings import Settings
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+MAX_MEDIA = 10
+# Inbound states Twilio may also report to a status callback; they say nothing about what we sent.
+INBOUND_STATES = frozenset({"receiving", "received"})
+
+
+def signature_ok(
+    url: str,
+    params: Any,
+    headers: Mapping[str, str],
+    *,
+    auth_token: str,
+    signing_key: str | None = None,
+) -> bool:
+    """Whether a webhook carries Twilio's signature over `url` and `params`.
+
+    `params` is the form (a multidict: repeated fields count) or, for a
+    JSON-body webhook whose URL carries `bodySHA256`, the raw body text.
+    Without `X-Twilio-Webhooks-Signature-Settings` the signature is
+    HMAC-SHA1 keyed with the auth token; with `algorithm=HMAC_SHA256` there,
+    it is keyed with the SharedKey secret (`signing_key`), and refused when
+    none is configured.
+    """
+    signature = headers.get(SIGNATURE_HEADER)
+    if not signature:
+        return False
+    algorithm = get_signature_algorithm(headers.get(SIGNATURE_SETTINGS_HEADER))
+    if algorithm.upper() == HMAC_SHA1:
+        secret = auth_token
+    elif signing_key:
+        secret = signing_key
+    else:
+        return False
+    return bool(RequestValidator(secret).validate(url, params, signature, algorithm=algorithm))
+
+
+def bare_number(address: str | None) -> str | None:
+    """`whatsapp:+14155238886` -> `+14155238886`; None for something that is not a phone number."""
+    if not address:
+        return None
+    try:
+        return normalize_phone(address.strip().removeprefix(WHATSAPP_PREFIX))
+    except InvalidAddress:
+        return None
+
+
+@dataclass(frozen=True)
+class TenantMatch:
+    """The tenant a verified webhook belongs to, with its settings."""
+
+    slug: str
+    settings: Settings
+
+
+class SenderDirectory:
+    """Which tenants own a Twilio number or Messaging Service, read once from the (immutable) config."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.settings: dict[str, Settings] = {}
+        self.by_number: dict[str, list[str]] = {}
+        self.by_service: dict[str, list[str]] = {}
+        for slug in hub.config.tenants:
+            settings = hub.settings_for(NAME, slug)
+            if settings is None:
+                continue
+            self.settings[slug] = settings
+            for number in {bare_number(settings.whatsapp_from), bare_number(settings.sms_from)} - {None}:
+                self.by_number.setdefault(number, []).append(slug)
+            if settings.messaging_service_sid:
+                self.by_service.setdefault(settings.messaging_service_sid, []).append(slug)
+
+    def settings_for(self, slug: str) -> Settings | None:
+        """A tenant's settings; tenants made with `hub tenants create` (not in config) get the plugin's table."""
+        if slug in self.settings:
+            return self.settings[slug]
+        return self.hub.settings_for(NAME, slug)
+
+    async def known(self, slug: str) -> bool:
+        """Whether a tenant exists: in config, or made with `hub tenants create` (a cached lookup)."""
+        if slug in self.hub.config.tenants:
+            return True
+        try:
+            await self.hub.tenants.get(slug)
+        except HubError:
+            return False
+        return True
+
+    async def candidates(self, request: web.Request, our_address: str | None, service_sid: str | None) -> list[str]:
+        """Tenants this request may be for, before the signature decides."""
+        explicit = request.query.get("tenant")
+        if explicit is not None:
+            return [explicit] if await self.known(explicit) and self.settings_for(explicit) is not None else []
+        found = list(self.by_number.get(bare_number(our_address) or "", []))
+        for slug in self.by_service.get(service_sid or "", []):
+            if slug not in found:
+                found.append(slug)
+        return found
+
+    async def verify(self, request: web.Request, form: MultiDictProxy[Any], our_address: str | None) -> TenantMatch:
+        """The tenant whose token signed this request; raises the HTTP error to answer otherwise."""
+        if not request.headers.get(SIGNATURE_HEADER):
+            raise web.HTTPForbidden(text="missing X-Twilio-Signature")
+        slugs = await self.candidates(request, our_address, form.get("MessagingServiceSid"))
+        if not slugs:
+            raise web.HTTPNotFound(text="no tenant uses this Twilio number or Messaging Service")
+        signed: list[TenantMatch] = []
+        for slug in slugs:
+            settings = self.settings_for(slug)
+            assert settings is not None  # candidates() only returns configured tenants
+            # Twilio signs the URL it called: the public one, query string included, not what the proxy forwarded.
+            url = public_base(settings, self.hub.config.hub.public_url) + request.raw_path
+            signing_key = settings.webhook_signing_key.get_secret_value() if settings.webhook_signing_key else None
+            if signature_ok(url, form, request.headers, auth_token=settings.auth_token.get_secret_value(), signing_key=signing_key):
+                signed.append(TenantMatch(slug, settings))
+        if not signed:
+            raise web.HTTPForbidden(text="X-Twilio-Signature does not match")
+        if len(signed) > 1:
+            raise web.HTTPConflict(
+                text=f"tenants {', '.join(m.slug for m in signed)} share this sender and account: add ?tenant=<slug> to the webhook URL"
+            )
+        return signed[0]
+
+
+def _media(form: MultiDictProxy[Any]) -> list[dict[str, str]]:
+    try:
+        count = min(int(form.get("NumMedia") or 0), MAX_MEDIA)
+    except ValueError:
+        count = 0
+    media = []
+    for index in range(count):
+        url = form.get(f"MediaUrl{index}")
+        if url:
+            media.append({"url": str(url), "content_type": str(form.get(f"MediaContentType{index}") or "")})
+    return media
+
+
+def _text(form: MultiDictProxy[Any], name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def routes(hub: Any) -> list[web.RouteDef]:
+    """The plugin's routes; the handlers are closures over `hub` and its tenants' senders."""
+    directory = SenderDirectory(hub)
+    log = structlog.get_logger("plugins.twilio_messaging")
+
+    async def inbound(request: web.Request) -> web.Response:
+        """POST /webhooks/twilio_messaging/inbound: a WhatsApp or SMS message to one of our numbers."""
+        form = await request.post()
+        match = await directory.verify(request, form, _text(form, "To"))
+        sender, message_sid = _text(form, "From"), _text(form, "MessageSid") or _text(form, "SmsMessageSid")
+        if sender is None or message_sid is None:
+            raise web.HTTPBadRequest(text="From and MessageSid are required")
+        channel = WHATSAPP if sender.startswith(WHATSAPP_PREFIX) else SMS
+        event = InboundMessage(
+            tenant=match.slug,
+            medium=channel.medium,
+            channel=channel.name,
+            sender=sender,
+            body=_text(form, "Body") or "",
+            provider_id=message_sid,
+            profile_name=_text(form, "ProfileName"),
+            media=_media(form),
+            received_at=dt.datetime.now(dt.UTC),
+        )
+        await hub.inbox.accept(event, source=NAME, dedupe_key=message_sid)
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+    async def status(request: web.Request) -> web.Response:
+        """POST /webhooks/twilio_messaging/status: what happened to a message we sent."""
+        form = await request.post()
+        match = await directory.verify(request, form, _text(form, "From"))
+        message_sid = _text(form, "MessageSid") or _text(form, "SmsSid")
+        state = (_text(form, "MessageStatus") or _text(form, "SmsStatus") or "").lower()
+        if message_sid is None or not state:
+            raise web.HTTPBadRequest(text="MessageSid and MessageStatus are required")
+        if state in INBOUND_STATES:
+            return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+        whatsapp = (_text(form, "ChannelPrefix") or "").lower() == "whatsapp" or any(
+            (_text(form, name) or "").startswith(WHATSAPP_PREFIX) for name in ("From", "To")
+        )
+        event = DeliveryStatusEvent(
+            tenant=match.slug,
+            channel=(WHATSAPP if whatsapp else SMS).name,
+            provider_id=message_sid,
+            status=state,
+            error_code=_text(form, "ErrorCode"),
+            error_message=_text(form, "ErrorMessage") or _text(form, "ChannelStatusMessage"),
+            reported_at=dt.datetime.now(dt.UTC),
+        )
+        await hub.inbox.accept(event, source=NAME, dedupe_key=f"{message_sid}:{state}")
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+    return [web.post("/inbound", inbound, name="inbound"), web.post("/status", status, name="status")]
