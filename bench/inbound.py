@@ -392,8 +392,12 @@ async def inbox_counts(database_url: str) -> tuple[int, int, int]:
 
 
 async def run_hub(label: str, database_url: str, requests: list[Request], warm: list[Request], senders: int,
-                  workdir: Path, spy_dir: Path | None, *, split: bool = False) -> Result:
-    """`hub serve` (with its workers, or with `--no-workers` beside one `hub worker` when `split`) under the load."""
+                  workdir: Path, spy_dir: Path | None, *, split: bool = False, intake: bool = False) -> Result:
+    """`hub serve` (with its workers, or with `--no-workers` beside one `hub worker` when `split`) under the load.
+
+    `intake`: `hub serve --no-workers` alone during the load (acknowledgement only), and one
+    `hub worker` started when the load is over to process what was stored.
+    """
     port = free_port()
     config = write_toml(workdir / f"{label}.toml", hub_document(database_url, port))
     env = clean_env()
@@ -405,22 +409,33 @@ async def run_hub(label: str, database_url: str, requests: list[Request], warm: 
     spy = PySpy(spy_dir, label)
     args = [sys.executable, "-m", "hub", "--config", str(config), "serve", "--port", str(port)]
     worker_args = [sys.executable, "-m", "hub", "--config", str(config), "worker"]
-    worker = started(worker_args, env, workdir / f"{label}-worker.log") if split else nullcontext()
-    with started(args + (["--no-workers"] if split else []), env, log) as process, worker:
+    worker = started(worker_args, env, workdir / f"{label}-worker.log") if split or intake else nullcontext()
+    later = nullcontext()
+    with started(args + (["--no-workers"] if split or intake else []), env, log) as process, worker:
         base = f"http://127.0.0.1:{port}"
         await wait_ready(base, process, log)
         await load(base, warm, senders, sign=True)
         await wait_processed(database_url, len({r.sid for r in warm}), None)
+        if intake:
+            worker.__exit__(None, None, None)  # stop the warm-up's worker: the timed load is intake only
         spy.start(process.pid)
         try:
             measured = await load(base, requests, senders, sign=True)
         finally:
             spy.stop()
+        if intake:
+            later = started(worker_args, env, workdir / f"{label}-worker-after.log")
         expected = len({r.sid for r in warm}) + len({r.sid for r in requests})
-        done_at = await wait_processed(database_url, expected, measured.started)
+        with later:
+            done_at = await wait_processed(database_url, expected, measured.started)
         stored, _pending, failed = await inbox_counts(database_url)
         errors = [line for line in log.read_text(errors="replace").splitlines() if "error" in line.lower()]
-    name = f"hub serve --no-workers + hub worker, {label.removesuffix('-split')}" if split else f"hub serve, {label}"
+    if intake:
+        name = f"hub serve --no-workers (intake only; a worker afterwards), {label.removesuffix('-intake')}"
+    elif split:
+        name = f"hub serve --no-workers + hub worker, {label.removesuffix('-split')}"
+    else:
+        name = f"hub serve, {label}"
     result = Result(name, measured, stored=stored, failed=failed, profile=spy.summary())
     if done_at is not None:
         result.processed_after = done_at - measured.started
@@ -545,7 +560,7 @@ async def main(args: argparse.Namespace) -> None:
             for backend in args.backends.split(","):
                 if backend == "sqlite":
                     url = f"sqlite+aiosqlite:///{workdir / 'hub.db'}"
-                elif backend in ("postgresql", "postgresql-split"):
+                elif backend in ("postgresql", "postgresql-split", "postgresql-intake"):
                     name = backend.replace("-", "_")
                     conn = await asyncpg.connect(cluster.dsn())
                     try:
@@ -554,10 +569,10 @@ async def main(args: argparse.Namespace) -> None:
                         await conn.close()
                     url = cluster.url(f"bench_{name}")
                 else:
-                    raise SystemExit(f"unknown backend {backend!r} (sqlite, postgresql, postgresql-split)")
+                    raise SystemExit(f"unknown backend {backend!r} (sqlite, postgresql, postgresql-split, postgresql-intake)")
                 print(f"hub on {backend}, {n} requests ...", file=sys.stderr)
                 results.append(await run_hub(backend, url, requests, warm, args.senders, workdir, spy_dir,
-                                             split=backend.endswith("-split")))
+                                             split=backend.endswith("-split"), intake=backend.endswith("-intake")))
     finally:
         cluster.stop()
     distinct = len({r.sid for r in requests}) + len({r.sid for r in warm})
@@ -572,8 +587,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=4000, help=f"timed requests per target (at most {MAX_N})")
     parser.add_argument("--senders", type=int, default=SENDERS, help="concurrent senders")
-    parser.add_argument("--backends", default="sqlite,postgresql,postgresql-split",
-                        help="hub set-ups, comma-separated: sqlite, postgresql, postgresql-split (serve --no-workers + worker)")
+    parser.add_argument("--backends", default="sqlite,postgresql,postgresql-split,postgresql-intake",
+                        help="hub set-ups, comma-separated: sqlite, postgresql, postgresql-split (serve --no-workers + worker), "
+                             "postgresql-intake (serve --no-workers alone during the load)")
     parser.add_argument("--py-spy", metavar="DIR", help="record `hub serve` with py-spy during each timed load")
     parser.add_argument("--serve-baseline", metavar="DSN", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

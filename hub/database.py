@@ -44,7 +44,9 @@ class Database:
         self.dialect = url.split("+", 1)[0].split(":", 1)[0]
         kwargs: dict[str, Any] = {"echo": echo}
         if self.dialect == "postgresql":
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # Enough connections for a busy webhook burst plus the workers; no ping per checkout
+            # (a round trip on every query): stale connections are recycled instead.
+            kwargs.update(pool_size=20, max_overflow=10, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

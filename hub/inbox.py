@@ -35,6 +35,15 @@ Processor = Callable[[AsyncSession, InboxEvent], Awaitable[list[AfterCommit]]]
 """Applies one event inside the given transaction; returns work to run once it is committed (hooks)."""
 
 LEASE = dt.timedelta(seconds=60)
+PARALLEL_LANES = 8
+IDLE_BATCH = 50
+BUSY_BATCH = 1
+INTAKE_QUIET = 0.05
+"""Seconds without a new webhook that count as a pause in a burst."""
+INTAKE_DEFER_MAX = 1.0
+"""Longest the in-process worker waits for such a pause before it processes a batch anyway."""
+ACCEPT_BATCH = 500
+"""Most webhooks one group commit writes (keeps a multi-row INSERT under SQLite's variable limit)."""
 EVENT_CLASSES: Mapping[str, type[InboxEvent]] = {cls.kind: cls for cls in INBOX_EVENT_TYPES}
 
 
@@ -47,6 +56,20 @@ class Claimed:
     dedupe_key: str
     payload: dict[str, Any]
     attempt: int
+
+
+def order_key(row: Claimed) -> str:
+    """Events with the same key must be processed in arrival order."""
+    payload = row.payload
+    tenant = payload.get("tenant", "")
+    if row.kind == "appointment.changed":
+        return f"{tenant}:appointments"  # a reschedule's halves name two different bookings
+    who = payload.get("sender") or payload.get("address") or payload.get("provider_id")
+    if not who:
+        return f"event:{row.id}"
+    # "whatsapp:+34600..." and "+34 600..." are one person: key phones by their digits.
+    digits = "".join(ch for ch in str(who) if ch.isdigit())
+    return f"{tenant}:{digits if len(digits) >= 7 and '@' not in str(who) else who}"
 
 
 def retry_delay(attempt: int) -> dt.timedelta:
@@ -65,36 +88,67 @@ class Inbox:
         self.processors: dict[str, Processor] = {}
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
+        self._gathering: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        table = InboxEventRow.__table__
+        self._insert_statement = (
+            (pg_insert if db.dialect == "postgresql" else sqlite_insert)(table)
+            .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+            .returning(table.c.source, table.c.dedupe_key)
+        )
+        self._writer: asyncio.Task[None] | None = None
+        self._last_accept = float("-inf")
         self._log = structlog.get_logger("hub.inbox")
 
-    def insert_statement(self) -> Any:
-        return (pg_insert if self.db.dialect == "postgresql" else sqlite_insert)(InboxEventRow)
-
     async def accept(self, event: InboxEvent, *, source: str, dedupe_key: str) -> bool:
-        """Store a verified event; False when the same (source, dedupe_key) was already stored."""
+        """Store a verified event; False when the same (source, dedupe_key) was already stored.
+
+        Returns only once the row is committed. Concurrent calls share one
+        INSERT and one commit (a group commit): while one batch is being
+        written, the next one gathers.
+        """
         tenant = await self.tenants.get(event.tenant)
-        statement = (
-            self.insert_statement()
-            .values(
-                tenant_id=tenant.id,
-                source=source,
-                dedupe_key=dedupe_key,
-                kind=event.kind,
-                payload=event.to_payload(),
-                received_at=utcnow(),
-                next_attempt_at=utcnow(),
-                attempts=0,
-            )
-            .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-        )
-        async with self.db.sessions.begin() as session:
-            result = await session.execute(statement)
-        new = bool(result.rowcount)
-        if new:
-            self._wake.set()
-        else:
+        now = utcnow()
+        row = {
+            "tenant_id": tenant.id, "source": source, "dedupe_key": dedupe_key, "kind": event.kind,
+            "payload": event.to_payload(), "received_at": now, "next_attempt_at": now, "attempts": 0,
+        }
+        loop = asyncio.get_running_loop()
+        self._last_accept = loop.time()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._gathering.append((row, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches(), name="hub-inbox-group-commit")
+        new = await future
+        if not new:
             self._log.info("inbox_duplicate", source=source, kind=event.kind)
         return new
+
+    async def _write_batches(self) -> None:
+        while self._gathering:
+            batch, self._gathering = self._gathering[:ACCEPT_BATCH], self._gathering[ACCEPT_BATCH:]
+            try:
+                inserted = await self._insert(batch)
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            seen: set[tuple[str, str]] = set()
+            for row, future in batch:
+                key = (row["source"], row["dedupe_key"])
+                # A retry that arrived in the same batch as its original is a duplicate too.
+                if not future.done():
+                    future.set_result(key in inserted and key not in seen)
+                seen.add(key)
+            if inserted:
+                self._wake.set()
+
+    async def _insert(self, batch: list[tuple[dict[str, Any], asyncio.Future[bool]]]) -> set[tuple[str, str]]:
+        async with self.db.engine.begin() as connection:
+            # One cached statement run with many parameter sets: SQLAlchemy sends it as multi-row
+            # INSERTs ("insertmanyvalues") without compiling a new statement per batch size.
+            result = await connection.execute(self._insert_statement, [row for row, _ in batch])
+            return {(source, key) for source, key in result}
 
     async def _claim(self, limit: int) -> list[Claimed]:
         now = utcnow()
@@ -123,10 +177,24 @@ class Inbox:
         return [Claimed(row.id, row.kind, row.dedupe_key, row.payload, row.attempts + 1) for row in rows]
 
     async def process_pending(self, limit: int = 50) -> int:
-        """Process one batch of due events; returns how many were claimed."""
+        """Process one batch of due events; returns how many were claimed.
+
+        Events about the same person (or message, or tenant's bookings) run
+        in the order they arrived; unrelated ones run side by side on
+        PostgreSQL. SQLite has one writer, so there they run one by one.
+        """
         rows = await self._claim(limit)
+        lanes: dict[str, list[Claimed]] = {}
         for row in rows:
-            await self._process(row)
+            lanes.setdefault(order_key(row), []).append(row)
+        limit_lanes = asyncio.Semaphore(1 if self.db.is_sqlite else PARALLEL_LANES)
+
+        async def run(lane: list[Claimed]) -> None:
+            async with limit_lanes:
+                for row in lane:
+                    await self._process(row)
+
+        await asyncio.gather(*(run(lane) for lane in lanes.values()))
         return len(rows)
 
     async def _process(self, row: Claimed) -> None:
@@ -165,11 +233,23 @@ class Inbox:
             "inbox_event_failed", id=row.id, kind=row.kind, attempt=attempt, gave_up=gave_up, error=error
         )
 
+    async def _let_intake_go_first(self, stop: asyncio.Event) -> None:
+        # In `hub serve` the worker shares the process (and a small machine's cores) with the
+        # webhook handlers: while a burst is arriving, acknowledging it comes first. Processing
+        # waits for a pause, but never longer than INTAKE_DEFER_MAX at a time, so it cannot starve.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + INTAKE_DEFER_MAX
+        while not stop.is_set() and loop.time() - self._last_accept < INTAKE_QUIET and loop.time() < deadline:
+            await asyncio.sleep(INTAKE_QUIET / 2)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Process events until `stop` is set; wakes at once when `accept` stored one."""
         while not stop.is_set():
+            await self._let_intake_go_first(stop)
+            busy = asyncio.get_running_loop().time() - self._last_accept < INTAKE_QUIET
             try:
-                claimed = await self.process_pending()
+                # Small batches while webhooks keep coming, so the handlers are never held up for long.
+                claimed = await self.process_pending(BUSY_BATCH if busy else IDLE_BATCH)
             except Exception as exc:  # a database hiccup must not kill the worker
                 self._log.error("inbox_worker_error", error=f"{type(exc).__name__}: {exc}")
                 claimed = 0

@@ -113,3 +113,21 @@ async def test_delivery_status_never_moves_backwards(hub: Hub, client: Any, reco
     assert notification is not None and notification.status == "read" and notification.kind == "reply"
     statuses = [r["status"] for r in read_records(record_file) if r["hook"] == "on_delivery_status"]
     assert statuses == ["sent", "read"]
+
+
+async def test_concurrent_accepts_share_a_commit_and_keep_duplicates_out(hub: Hub) -> None:
+    import asyncio
+
+    events = [
+        InboundMessage(tenant="clinic", medium="sms", channel="recorder-sms", sender=f"+3460012{i:04d}", provider_id=f"SM{i}")
+        for i in range(40)
+    ]
+    # Every event twice, all at once: a vendor retry can land in the same group commit as its original.
+    results = await asyncio.gather(*(hub.inbox.accept(e, source="recorder", dedupe_key=e.provider_id or "") for e in events + events))
+    assert sum(results) == 40
+    assert all(results[i] != results[i + 40] for i in range(40))
+    assert await count(hub, InboxEventRow) == 40
+    while await hub.inbox.process_pending():
+        pass
+    assert await count(hub, Message) == 40
+    assert await count(hub, InboxEventRow, InboxEventRow.processed_at.is_(None)) == 0
