@@ -12,11 +12,14 @@ One run measures, all on 127.0.0.1:
    then the time from the fill's commit until all N rows are `sent`
    (the database is polled every 50 ms), and the lateness (sent_at - due_at)
    of each row, where due_at is set to the moment just before the commit;
-3. a table with the aim beside the figures.
+3. a table with the aim beside the figures, and the CPU each part used per
+   message (sender, PostgreSQL, sink; read from /proc over the timed
+   window), which stays meaningful when other work shares the machine.
 
-Other modes (see --help): --sweep tries a grid of dispatch_batch_size x
+Other modes (see --help): --py-spy samples the worker processes and prints
+where their CPU went; --sweep tries a grid of dispatch_batch_size x
 dispatch_concurrency per path; --profile {sqlite,postgresql} runs the
-dispatcher in this process under cProfile and prints where the time goes.
+dispatcher in this process under cProfile.
 
 Everything is bounded: N is capped, each phase has a timeout, and every
 process and PostgreSQL cluster this script starts is stopped on exit, on
@@ -30,6 +33,7 @@ import asyncio
 import cProfile
 import datetime as dt
 import io
+import itertools
 import os
 import pstats
 import select
@@ -68,16 +72,63 @@ TENANT = "bench"
 TENANTS = {TENANT: {"name": "Bench", "default_region": "ES", "timezone": "UTC", "locale": "en"}}
 # The best of the values tried with --sweep on the 2-core machine (see docs/performance.md).
 DEFAULT_BATCH = 200
-DEFAULT_CONCURRENCY = 128
+DEFAULT_CONCURRENCY = 64
 POLL_SECONDS = 0.05
 SQLITE_POLL = 0.1
 PATHS = {"sqlite": ("SQLite", 1), "pg1": ("PostgreSQL", 1), "pg4": ("PostgreSQL", 4)}
 SWEEP_GRID = [(b, c) for b in (50, 100, 200, 500) for c in (32, 64, 128, 256) if c <= b]
 AIM_FRACTION = 0.5
 AIM_RATE = 1000.0
+READY = "Notification Hub worker "  # what `hub worker` prints once it runs
+LOCKED = "database is locked"  # a SQLite worker's claim waiting out busy_timeout while the fill holds the write lock
+DESIGN_RAW_RATE = 4200.0  # DESIGN.md performance table: raw aiohttp POSTs to a local sink, 64 in flight
 
 
 # --- processes ----------------------------------------------------------------
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _interrupt(*_args: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(coro: Any) -> Any:
+    """asyncio.run, with SIGINT/SIGTERM cancelling the coroutine rather than raising at an arbitrary point.
+
+    An exception raised from a signal handler inside asyncpg's protocol callbacks can crash the
+    interpreter (seen here: a segfault, and no cleanup); cancelling the task lets every `finally`
+    stop the workers and close the connections. The interruption then surfaces as KeyboardInterrupt.
+    """
+    interrupted = False
+
+    async def main() -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def cancel() -> None:
+            nonlocal interrupted
+            interrupted = True
+            task.cancel()
+
+        previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, cancel)
+        try:
+            return await coro
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, previous[sig])
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 class Sink:
@@ -180,7 +231,11 @@ class CpuMeter:
 
 
 class PySpy:
-    """Optional: `py-spy record` on each worker during the timed window, summarised afterwards."""
+    """Optional: `py-spy record` on each worker during the timed window, summarised afterwards.
+
+    py-spy counts a thread as busy when it is runnable, so on an oversubscribed machine the shares
+    include time spent waiting for a core; read them as proportions, and the CPU table for amounts.
+    """
 
     def __init__(self, outdir: Path | None, label: str) -> None:
         self.outdir, self.label = outdir, label
@@ -200,7 +255,6 @@ class PySpy:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             self.processes.append((process, out))
-        time.sleep(0.5)  # let py-spy attach before the clock starts
 
     def stop(self) -> list[Path]:
         outputs = []
@@ -303,15 +357,22 @@ async def wait_ready(workers: list[subprocess.Popen[bytes]], logs: list[Path], t
         for worker, log in zip(workers, logs, strict=True):
             if worker.poll() is not None:
                 raise RuntimeError(f"a worker exited with {worker.returncode}:\n{log.read_text()[-2000:]}")
-        if all("running" in log.read_text() for log in logs):
+        if all(READY in log.read_text() for log in logs):
             return
         if time.monotonic() > deadline:
             raise RuntimeError("the workers did not start in time")
         await asyncio.sleep(0.1)
 
 
-def worker_errors(logs: list[Path]) -> int:
-    return sum("error" in line for log in logs for line in log.read_text().splitlines())
+def check_alive(workers: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:
+    for worker, log in zip(workers, logs, strict=True):
+        if worker.poll() is not None:
+            raise RuntimeError(f"a worker exited with {worker.returncode}:\n{log.read_text()[-2000:]}")
+
+
+def worker_errors(logs: list[Path]) -> list[str]:
+    """Lines of the worker logs that report an error."""
+    return [line for log in logs for line in log.read_text().splitlines() if "error" in line.lower()]
 
 
 # --- measurements -------------------------------------------------------------
@@ -332,7 +393,7 @@ class Result:
     statuses: Counter[str] = field(default_factory=Counter)
     sink_received: int = 0
     sink_distinct: int = 0
-    error_lines: int = 0
+    error_lines: list[str] = field(default_factory=list)
     timed_out: bool = False
     cpu: dict[str, float] = field(default_factory=dict)
     profile: str = ""
@@ -379,7 +440,7 @@ async def raw_baseline(sink: Sink, n: int, in_flight: int = IN_FLIGHT, repeats: 
                 response.raise_for_status()
                 await response.json()
 
-        async def run(count: int) -> float:
+        async def timed(count: int) -> float:
             next_i = iter(range(count))
 
             async def lane() -> None:
@@ -390,10 +451,10 @@ async def raw_baseline(sink: Sink, n: int, in_flight: int = IN_FLIGHT, repeats: 
             await asyncio.wait_for(asyncio.gather(*(lane() for _ in range(in_flight))), timeout=max(60, count / 50))
             return count / (time.perf_counter() - started)
 
-        await run(min(n, 500))
+        await timed(min(n, 500))
         client, server = time.process_time(), cpu_seconds(sink.process.pid)
         for _ in range(repeats):
-            rates.append(await run(n))
+            rates.append(await timed(n))
         client, server = time.process_time() - client, cpu_seconds(sink.process.pid) - server
     count = n * repeats
     return Raw(rates, 1000 * client / count, 1000 * server / count)
@@ -442,17 +503,23 @@ async def fill(document: dict[str, Any], n: int) -> tuple[float, float]:
 
 
 async def wait_sent(db: Database, n: int, committed: float, timeout: float) -> tuple[float, Counter[str], bool]:
-    """Poll every 50 ms until all N rows are final; (seconds since the commit, statuses, timed out)."""
+    """Poll every 50 ms until no row is pending or sending; (seconds since the commit, statuses, timed out).
+
+    The poll counts the unfinished rows through the (status, due_at) index, so it costs the database
+    little; the statuses are counted once at the end.
+    """
+    unfinished = sql_select(func.count()).select_from(Notification).where(Notification.status.in_(("pending", "sending")))
     while True:
         async with db.sessions() as session:
-            rows = await session.execute(sql_select(Notification.status, func.count()).group_by(Notification.status))
-            counts = Counter({status: count for status, count in rows})
+            left = await session.scalar(unfinished)
         elapsed = time.perf_counter() - committed
-        if sum(counts[s] for s in FINAL_STATUSES) >= n:
-            return elapsed, counts, False
-        if elapsed > timeout:
-            return elapsed, counts, True
+        if not left or elapsed > timeout:
+            break
         await asyncio.sleep(POLL_SECONDS)
+    async with db.sessions() as session:
+        rows = await session.execute(sql_select(Notification.status, func.count()).group_by(Notification.status))
+        counts = Counter({status: count for status, count in rows})
+    return elapsed, counts, bool(left) or sum(counts[s] for s in FINAL_STATUSES) < n
 
 
 async def lateness(db: Database) -> list[float]:
@@ -467,19 +534,25 @@ async def pipeline(result: Result, database_url: str, sink: Sink, workdir: Path,
                    postmaster: int | None, spy: PySpy) -> Result:
     document = bench_document(database_url, sink.url, result.batch, result.concurrency)
     config = write_toml(workdir / "bench-config.toml", document)
+    # Create the config's tenant before the workers start: several workers opening a fresh database at
+    # once race on it (hub/tenants.py upsert_tenant is select-then-insert; see docs/performance.md).
+    async with Hub.build(parse_config(document, "bench-config.toml", {})).running(migrate=False):
+        pass
     workers, logs = start_workers(config, result.workers, workdir)
     db = Database(database_url)
     assert sink.process is not None
     meter = CpuMeter([w.pid for w in workers], sink.process.pid, postmaster)
     try:
         await wait_ready(workers, logs)
-        spy.start([w.pid for w in workers])
         await asyncio.sleep(1.0)  # idle: every worker has looked at the empty outbox and gone to sleep
+        check_alive(workers, logs)
         await sink_call(sink, "POST", "reset")
-        result.fill_seconds, committed = await fill(document, result.n)
+        result.fill_seconds, committed = await asyncio.wait_for(fill(document, result.n), timeout=max(120.0, result.n * 0.05))
         meter.start()
+        spy.start([w.pid for w in workers])  # attaches within milliseconds: samples cover the timed window only
         result.seconds, result.statuses, result.timed_out = await wait_sent(db, result.n, committed, timeout)
         result.cpu = meter.stop()
+        check_alive(workers, logs)
         stacks = spy.stop()
         if stacks:
             result.profile = summarise_stacks(stacks, 25)
@@ -517,17 +590,17 @@ async def create_pg_database(cluster: PostgresCluster, name: str) -> str:
     return url
 
 
-_databases = iter(range(1_000_000))
+_databases = itertools.count()
 
 
 def fresh_database(kind: str, workdir: Path, cluster: PostgresCluster | None) -> str:
     number = next(_databases)
     if kind == "SQLite":
         url = f"sqlite+aiosqlite:///{workdir / f'bench-{number}.db'}"
-        asyncio.run(migrate(url))
+        run(migrate(url))
         return url
     assert cluster is not None
-    return asyncio.run(create_pg_database(cluster, f"bench_{number}"))
+    return run(create_pg_database(cluster, f"bench_{number}"))
 
 
 @contextmanager
@@ -553,7 +626,7 @@ def run_path(key: str, n: int, batch: int, concurrency: int, sink: Sink, workdir
     rundir = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=workdir))
     result = Result(kind, workers, n, batch, concurrency)
     postmaster = postmaster_pid(cluster) if kind == "PostgreSQL" else None
-    return asyncio.run(pipeline(result, url, sink, rundir, timeout, postmaster, PySpy(spy_dir, key)))
+    return run(pipeline(result, url, sink, rundir, timeout, postmaster, PySpy(spy_dir, key)))
 
 
 # --- profiling ----------------------------------------------------------------
@@ -616,8 +689,11 @@ def notes(result: Result) -> str:
     duplicates = result.sink_received - result.sink_distinct
     if duplicates:
         problems.append(f"{duplicates} duplicate POSTs")
-    if result.error_lines:
-        problems.append(f"{result.error_lines} error lines in worker logs")
+    locked = [line for line in result.error_lines if LOCKED in line]
+    if locked:
+        problems.append(f"{len(locked)} claims hit 'database is locked' during the fill (expected, retried)")
+    if len(result.error_lines) > len(locked):
+        problems.append(f"{len(result.error_lines) - len(locked)} error lines in worker logs")
     return "; ".join(problems) or "ok"
 
 
@@ -639,7 +715,8 @@ def report(raw: Raw, results: list[Result]) -> str:
     if pg4:
         r = pg4[-1]
         met = r.rate >= AIM_FRACTION * raw.rate and r.rate >= AIM_RATE and not r.timed_out
-        lines.append(f"PostgreSQL x4: {r.rate:,.0f}/s = {r.rate / raw.rate:.2f} x raw sink -> aim {'MET' if met else 'NOT MET'}")
+        lines.append(f"PostgreSQL x4: {r.rate:,.0f}/s = {r.rate / raw.rate:.2f} x raw sink -> aim {'MET' if met else 'NOT MET'} "
+                     f"({r.rate / DESIGN_RAW_RATE:.2f} x the {DESIGN_RAW_RATE:,.0f}/s raw baseline in DESIGN.md)")
     cores = os.cpu_count() or 1
     cpu_rows = [["CPU per message (ms)", "sender", "PostgreSQL", "sink", "total", f"ceiling on {cores} cores"]]
     total = raw.client_ms + raw.sink_ms
@@ -655,6 +732,11 @@ def report(raw: Raw, results: list[Result]) -> str:
     load = os.getloadavg()
     lines.append(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (other work on the machine skews wall-clock figures)")
     for r in results:
+        unexpected = [line for line in r.error_lines if LOCKED not in line]
+        if unexpected:
+            lines += ["", f"{r.path} x{r.workers} worker log errors (first 3 of {len(unexpected)}):"]
+            lines += [f"  {line[:300]}" for line in unexpected[:3]]
+    for r in results:
         if r.profile:
             lines += ["", f"=== where the {r.path} x{r.workers} workers' CPU went ===", r.profile]
     return "\n".join(lines)
@@ -666,16 +748,18 @@ def report(raw: Raw, results: list[Result]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Outbound dispatch benchmark (see the module docstring).")
     parser.add_argument("--n", type=int, default=5000, help=f"notifications per run (max {MAX_N}; default 5000)")
-    parser.add_argument("--quick", action="store_true", help="N=500 unless --n is given: a smoke run in well under a minute")
+    parser.add_argument("--quick", action="store_true", help="N=500 unless --n is given: a smoke run of about a minute")
     parser.add_argument("--paths", default="sqlite,pg1,pg4", help="comma list of sqlite, pg1, pg4 (default: all)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"dispatch_batch_size (default {DEFAULT_BATCH})")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help=f"dispatch_concurrency (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--timeout", type=float, default=0.0, help="seconds per pipeline run before giving up (default: N/50, at least 60)")
     parser.add_argument("--sweep", action="store_true", help="try a grid of batch size x concurrency on each path instead")
+    parser.add_argument("--grid", default="", help="the --sweep grid as BATCHxCONCURRENCY,... (default: 10 pairs from 50x32 to 500x256)")
     parser.add_argument("--profile", choices=["sqlite", "postgresql"], help="run the dispatcher in-process under cProfile instead")
     parser.add_argument("--top", type=int, default=30, help="rows of the profile to print")
-    parser.add_argument("--py-spy", dest="py_spy", action="store_true",
-                        help="sample the worker processes with py-spy (pip install py-spy) and print where their CPU went")
+    parser.add_argument("--py-spy", dest="py_spy", metavar="DIR", type=Path,
+                        help="sample the worker processes with py-spy (pip install py-spy), keep the raw stacks in DIR "
+                             "and print where the workers' CPU went")
     args = parser.parse_args()
     if args.quick and "--n" not in sys.argv:
         args.n = 500
@@ -686,43 +770,50 @@ def parse_args() -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown path {unknown[0]!r} (use {', '.join(PATHS)})")
     args.timeout = args.timeout or max(60.0, args.n / 50)
+    try:
+        args.grid = [tuple(int(x) for x in pair.split("x")) for pair in args.grid.split(",") if pair.strip()] or SWEEP_GRID
+    except ValueError:
+        parser.error("--grid is BATCHxCONCURRENCY,... e.g. 100x64,200x128")
     return args
-
-
-def _interrupt(*_args: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main() -> None:
     args = parse_args()
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop the workers, the sink and the cluster.
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
     stamp = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    print(f"bench/dispatch.py  {stamp}  N={args.n}  cores={os.cpu_count()}  python {sys.version.split()[0]}", flush=True)
+    load = os.getloadavg()
+    print(f"bench/dispatch.py  {stamp}  N={args.n}  cores={os.cpu_count()}  python {sys.version.split()[0]}  "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp, Sink() as sink:
             workdir = Path(tmp)
             if args.profile:
                 with postgres(args.profile == "postgresql") as cluster:
                     url = fresh_database("PostgreSQL" if cluster else "SQLite", workdir, cluster)
-                    print(asyncio.run(profile_in_process(url, sink, args.n, args.batch, args.concurrency, args.top)))
+                    print(run(profile_in_process(url, sink, args.n, args.batch, args.concurrency, args.top)))
                 return
             with postgres(any(p.startswith("pg") for p in args.paths)) as cluster:
                 if args.sweep:
-                    rows = [["path", "workers", "batch", "concurrency", "N", "notifications/s", "p50 lateness", "p99 lateness", "notes"]]
+                    rows = [["path", "workers", "batch", "concurrency", "N", "notifications/s", "p50 lateness", "p99 lateness",
+                             "worker CPU ms/msg", "total CPU ms/msg", "notes"]]
                     for key in args.paths:
-                        for batch, concurrency in SWEEP_GRID:
+                        for batch, concurrency in args.grid:
                             r = run_path(key, args.n, batch, concurrency, sink, workdir, cluster, args.timeout)
                             print(f"  {key} batch={batch} concurrency={concurrency}: {r.rate:,.0f}/s  {notes(r)}", flush=True)
+                            total = sum(r.cpu.values()) * 1000 / r.done if r.done else float("nan")
                             rows.append([r.path, str(r.workers), str(batch), str(concurrency), str(r.n), f"{r.rate:,.0f}",
-                                         ms(r.p50), ms(r.p99), notes(r)])
+                                         ms(r.p50), ms(r.p99), f"{r.cpu_ms('workers'):.3f}", f"{total:.3f}", notes(r)])
+                            for line in r.error_lines[:2]:
+                                print(f"    {line[:300]}", flush=True)
                     print()
                     print(table(rows))
                     return
                 print("raw sink baseline ...", flush=True)
-                raw = asyncio.run(raw_baseline(sink, args.n))
+                raw = run(raw_baseline(sink, args.n))
                 results = []
-                spy_dir = workdir / "py-spy" if args.py_spy else None
+                spy_dir = args.py_spy
                 for key in args.paths:
                     kind, workers = PATHS[key]
                     print(f"{kind} x{workers} ...", flush=True)

@@ -56,7 +56,7 @@ class HubSettings(BaseModel):
     """Longest the dispatcher sleeps between looks at the outbox (it is also woken on new work)."""
     dispatch_lease_seconds: float = Field(default=120.0, gt=0)
     """How long a claimed notification stays reserved; a dead worker's rows are retaken after it."""
-    dispatch_batch_size: int = Field(default=100, ge=1, le=5000)
+    dispatch_batch_size: int = Field(default=200, ge=1, le=5000)
     dispatch_concurrency: int = Field(default=64, ge=1, le=1000)
     """Sends in flight at once per worker."""
     retry_base_seconds: float = Field(default=2.0, gt=0)

@@ -19,11 +19,10 @@ import random
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -122,34 +121,50 @@ class Dispatcher:
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
+        table = Notification.__table__
         statement = (
-            update(Notification)
-            .where(Notification.id.in_(ids))
+            table.update()
+            .where(table.c.id.in_(ids))
             .values(status="sending", lease_until=now + self.lease, lease_owner=self.worker_id)
-            .returning(*Notification.__table__.columns)
-            .execution_options(synchronize_session=False)
+            .returning(*table.columns)
         )
-        async with self.hub.db.sessions.begin() as session:
-            return list((await session.execute(statement)).all())
+        # Core statements on a plain connection: this is the hot path, no ORM objects needed.
+        async with self.hub.db.engine.begin() as connection:
+            return list((await connection.execute(statement)).all())
 
     async def _context(self, rows: Sequence[Any]) -> BatchContext:
         contact_ids = {row.contact_id for row in rows if row.contact_id}
         appointment_ids = {row.appointment_id for row in rows if row.appointment_id}
         retried = [row.id for row in rows if row.attempts]
-        async with self.hub.db.sessions() as session:
+        identity, contact, appointment, conversation = (
+            Identity.__table__, Contact.__table__, Appointment.__table__, Conversation.__table__,
+        )
+        async with self.hub.db.engine.connect() as session:
             identities: dict[int, list[Any]] = {}
-            for ident in (await session.execute(select(Identity).where(Identity.contact_id.in_(contact_ids)).order_by(Identity.last_seen_at.desc()))).scalars():
+            for ident in await session.execute(
+                select(identity.c.id, identity.c.contact_id, identity.c.kind, identity.c.value, identity.c.opted_out)
+                .where(identity.c.contact_id.in_(contact_ids))
+                .order_by(identity.c.last_seen_at.desc())
+            ):
                 identities.setdefault(ident.contact_id, []).append(ident)
-            contacts = {c.id: c for c in (await session.scalars(select(Contact).where(Contact.id.in_(contact_ids)))).all()}
+            contacts = {
+                c.id: c
+                for c in await session.execute(
+                    select(contact.c.id, contact.c.name, contact.c.locale, contact.c.timezone).where(contact.c.id.in_(contact_ids))
+                )
+            }
             appointments = (
-                {a.id: a for a in (await session.scalars(select(Appointment).where(Appointment.id.in_(appointment_ids)))).all()}
+                {a.id: a for a in await session.execute(select(appointment).where(appointment.c.id.in_(appointment_ids)))}
                 if appointment_ids
                 else {}
             )
             last_inbound = {
                 (c.contact_id, c.medium): c.last_inbound_at
-                for c in (await session.scalars(select(Conversation).where(Conversation.contact_id.in_(contact_ids)))).all()
-                if c.last_inbound_at
+                for c in await session.execute(
+                    select(conversation.c.contact_id, conversation.c.medium, conversation.c.last_inbound_at).where(
+                        conversation.c.contact_id.in_(contact_ids), conversation.c.last_inbound_at.is_not(None)
+                    )
+                )
             }
             failed: dict[int, set[str]] = {}
             transient: dict[tuple[int, str], int] = {}
@@ -296,11 +311,11 @@ class Dispatcher:
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         now = utcnow()
-        async with self.hub.db.sessions.begin() as session:
+        async with self.hub.db.engine.begin() as connection:
             tries = [t for o in outcomes for t in o.tries]
             if tries:
-                await session.execute(DeliveryAttempt.__table__.insert(), tries)
-            await self._record_messages(session, [o for o in outcomes if o.message], now)
+                await connection.execute(DeliveryAttempt.__table__.insert(), tries)
+            await self._record_messages(connection, [o for o in outcomes if o.message], now)
             params = [
                 {
                     "b_id": o.row.id,
@@ -315,7 +330,7 @@ class Dispatcher:
                 for o in outcomes
             ]
             table = Notification.__table__
-            await session.execute(
+            await connection.execute(
                 table.update()
                 .where(and_(table.c.id == bindparam("b_id"), table.c.lease_owner == self.worker_id))
                 .values(
@@ -326,25 +341,25 @@ class Dispatcher:
                 params,
             )
 
-    async def _record_messages(self, session: Any, sent: list[Outcome], now: dt.datetime) -> None:
+    async def _record_messages(self, connection: Any, sent: list[Outcome], now: dt.datetime) -> None:
         if not sent:
             return
         pairs = {(o.row.tenant_id, o.row.contact_id, o.message["medium"], o.message["channel"]) for o in sent if o.message}
-        dialect = session.bind.dialect.name
-        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(Conversation)
-        await session.execute(
-            insert.on_conflict_do_nothing(index_elements=["tenant_id", "contact_id", "medium"]),
-            [{"tenant_id": t, "contact_id": c, "medium": m, "channel": ch, "created_at": now} for t, c, m, ch in pairs],
+        table = Conversation.__table__
+        insert = (pg_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
+        # One statement finds or creates each thread and stamps it, returning the ids to file messages under.
+        upsert = insert.on_conflict_do_update(
+            index_elements=["tenant_id", "contact_id", "medium"], set_={"last_outbound_at": insert.excluded.last_outbound_at}
+        ).returning(table.c.id, table.c.contact_id, table.c.medium)
+        result = await connection.execute(
+            upsert,
+            [
+                {"tenant_id": t, "contact_id": c, "medium": m, "channel": ch, "created_at": now, "last_outbound_at": now}
+                for t, c, m, ch in pairs
+            ],
         )
-        conversations = {
-            (row.contact_id, row.medium): row.id
-            for row in await session.execute(
-                select(Conversation.id, Conversation.contact_id, Conversation.medium).where(
-                    Conversation.contact_id.in_({c for _, c, _, _ in pairs})
-                )
-            )
-        }
-        await session.execute(
+        conversations = {(row.contact_id, row.medium): row.id for row in result}
+        await connection.execute(
             Message.__table__.insert(),
             [
                 {
@@ -364,11 +379,6 @@ class Dispatcher:
                 for o in sent
                 if o.message
             ],
-        )
-        await session.execute(
-            update(Conversation)
-            .where(Conversation.id.in_(list(conversations.values())))
-            .values(last_outbound_at=now)
         )
 
     # --- the loop ------------------------------------------------------------

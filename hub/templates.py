@@ -7,6 +7,7 @@ what template authors may use.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ SPARSE_SAMPLE_CONTEXT: Mapping[str, Any] = _frozen(
 """The same with every optional value None: `check` renders this too, so an unguarded optional shows up."""
 
 
+@functools.lru_cache(maxsize=256)
 def normalize_locale(tag: str) -> str:
     """A locale in the one form template folders use: `es-MX`, `es`, `zh-Hant-TW` (`en` when unusable)."""
     # POSIX locales may carry an encoding or modifier (es_ES.UTF-8@euro).
@@ -131,6 +133,7 @@ def normalize_locale(tag: str) -> str:
     return "-".join(shaped)
 
 
+@functools.lru_cache(maxsize=256)
 def locale_chain(tag: str) -> tuple[str, ...]:
     """Template folders to try for a locale, most specific first: `es-MX`, `es`, `en`."""
     exact = normalize_locale(tag)
@@ -138,6 +141,7 @@ def locale_chain(tag: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(chain))
 
 
+@functools.lru_cache(maxsize=256)
 def babel_locale(tag: str) -> str:
     """The babel locale for a tag (`es-MX` → `es_MX`); an unknown one falls back to its language, then `en`."""
     for candidate in locale_chain(tag):
@@ -250,13 +254,28 @@ class Templates:
         # One environment per (tenant folder, html?) so each template compiles once;
         # autoescape is fixed when a template compiles, hence a separate html one.
         self._environments: dict[tuple[Path | None, bool], ImmutableSandboxedEnvironment] = {}
+        self._found: dict[tuple[str, str, str, Path | None], str] = {}
 
     def search_path(self, tenant_dir: Path | None = None) -> tuple[Path, ...]:
         """The folders searched, in order: the tenant's own, then the shared ones."""
         return (tenant_dir, *self.dirs) if tenant_dir is not None else self.dirs
 
     def find(self, *, kind: str, medium: str, locale: str, tenant_dir: Path | None = None) -> str:
-        """The template name that would be used (`es/reminder.text.j2`), or raise TemplateError "missing"."""
+        """The template name that would be used (`es/reminder.text.j2`), or raise TemplateError "missing".
+
+        Found names are remembered (the lookup stats several files and runs on every send):
+        a template added where none was found before is seen at once, but a new file that
+        would shadow one already found (a tenant override) needs a restart of the workers.
+        Edits to a template's text are picked up by jinja as they are made.
+        """
+        key = (kind, medium, locale, tenant_dir)
+        if key in self._found:
+            return self._found[key]
+        name = self._find(kind=kind, medium=medium, locale=locale, tenant_dir=tenant_dir)
+        self._found[key] = name
+        return name
+
+    def _find(self, *, kind: str, medium: str, locale: str, tenant_dir: Path | None) -> str:
         for name in (kind, medium):
             if not _NAME.fullmatch(name):
                 raise TemplateError(f"{kind}.{medium}", "missing", f"not a template name: {name!r}")

@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.config import TenantSettings
@@ -47,19 +49,26 @@ def hash_api_key(key: str) -> str:
 
 
 async def upsert_tenant(session: AsyncSession, slug: str, settings: TenantSettings) -> tuple[TenantInfo, bool]:
-    """Create the tenant or update its settings; True when it was created."""
-    row = await session.scalar(select(Tenant).where(Tenant.slug == slug))
-    created = row is None
-    if row is None:
-        row = Tenant(slug=slug)
-        session.add(row)
-    row.name = settings.name or slug
-    row.default_region = settings.default_region
-    row.timezone = settings.timezone
-    row.locale = settings.locale
-    row.settings = settings.model_dump(mode="json", include=set(POLICY_FIELDS))
-    await session.flush()
-    return _info(row), created
+    """Create the tenant or update its settings; True when it was created.
+
+    One INSERT ... ON CONFLICT statement: several processes starting at once on a new
+    database all create the config's tenants, and none may fail on the unique slug.
+    """
+    values = {
+        "name": settings.name or slug,
+        "default_region": settings.default_region,
+        "timezone": settings.timezone,
+        "locale": settings.locale,
+        "settings": settings.model_dump(mode="json", include=set(POLICY_FIELDS)),
+    }
+    existed = await session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None
+    insert = (pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert)(Tenant)
+    await session.execute(
+        insert.values(slug=slug, created_at=utcnow(), **values).on_conflict_do_update(index_elements=["slug"], set_=values)
+    )
+    row = await session.scalar(select(Tenant).where(Tenant.slug == slug).execution_options(populate_existing=True))
+    assert row is not None
+    return _info(row), not existed
 
 
 async def issue_api_key(session: AsyncSession, tenant_id: int) -> str:

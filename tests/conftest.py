@@ -19,6 +19,7 @@ from hub.config import Config, parse_config
 from hub.core import Hub
 from hub.database import Database
 from tests.pg import PostgresCluster, find_bindir
+from tests.smtp_server import start_server  # noqa: F401 - a fixture for every module that sends email
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"

@@ -33,7 +33,7 @@ from plugins.calendly.signature import SignatureError, header_for, is_fresh, mat
 from tests.conftest import DEFAULT_TENANTS, CliResult, config_document, make_config, read_records, write_toml
 from tests.pg import free_port
 from tests.stand_ins.calendly import PAYLOADS, CalendlyStandIn, signed
-from tests.test_plugin_smtp_email import Server, start_server  # noqa: F401 - the fixture
+from tests.smtp_server import Server
 
 CLINIC_KEY = "clinic-signing-key-4b1d"
 SALON_KEY = "salon-signing-key-9e0c"

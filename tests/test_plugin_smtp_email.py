@@ -7,18 +7,14 @@ import json
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from icalendar import Calendar
 
 from hub import OutboundMessage, PermanentError, TransientError
@@ -26,13 +22,13 @@ from hub.core import Hub
 from hub.errors import ConfigError
 from tests.conftest import DEFAULT_TENANTS, config_document, make_config, write_toml
 from tests.pg import free_port
+from tests.smtp_server import PASSWORD, Server
 
 # aiosmtpd warns about AUTH without TLS; the auth tests want exactly that, on 127.0.0.1.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 
 SENDER = "notify@clinic.example"
 TO = "ana@example.com"
-PASSWORD = "s3cret-smtp-pass-7c1e"
 APPOINTMENT = {
     "id": 42,
     "start": "2025-03-03T10:00:00+01:00",
@@ -43,78 +39,6 @@ APPOINTMENT = {
     "cancel_url": "https://hub.example/a/42/cancel",
     "reschedule_url": "https://hub.example/a/42/reschedule",
 }
-
-
-# --- a real SMTP server ------------------------------------------------------
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-    tls: bool
-    login: str | None
-
-    @property
-    def email(self) -> EmailMessage:
-        parsed = message_from_bytes(self.content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-
-@dataclass
-class Mailbox:
-    """An aiosmtpd handler that keeps every delivered envelope; `rcpt_reply` refuses recipients."""
-
-    received: list[Received] = field(default_factory=list)
-    rcpt_reply: str | None = None
-    logins: list[tuple[str, str]] = field(default_factory=list)
-    password: str = PASSWORD
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
-        if self.rcpt_reply:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
-        login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, tls, login))
-        return "250 Message accepted for delivery"
-
-    def authenticator(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-        assert isinstance(auth_data, LoginPassword)
-        login, password = auth_data.login.decode(), auth_data.password.decode()
-        self.logins.append((login, password))
-        # handled=False: aiosmtpd itself answers a failure with 535.
-        return AuthResult(success=password == self.password, handled=False, auth_data=auth_data)
-
-
-@dataclass
-class Server:
-    port: int
-    mailbox: Mailbox
-
-
-@pytest.fixture
-def start_server() -> Iterator[Callable[..., Server]]:
-    """Start aiosmtpd controllers (each in its own thread) with extra SMTP options; stop them after."""
-    controllers: list[Controller] = []
-
-    def start(**smtp_options: Any) -> Server:
-        mailbox = Mailbox()
-        if smtp_options.pop("with_auth", False):
-            smtp_options.update(authenticator=mailbox.authenticator, auth_required=True, auth_require_tls=False)
-        controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), **smtp_options)
-        controller.start()
-        controllers.append(controller)
-        return Server(controller.port, mailbox)
-
-    yield start
-    for controller in controllers:
-        controller.stop()
 
 
 @pytest.fixture

@@ -870,7 +870,7 @@ def test_docstring_example_is_a_valid_config(tmp_path: Path) -> None:
 def test_bad_settings_stop_the_start_naming_the_key(sqlite_url: str, key: str, value: Any, words: str) -> None:
     with pytest.raises(StartupError) as raised:
         build_hub(sqlite_url, twilio_table(None, **{key: value}))
-    assert f"plugins.twilio_messaging" in str(raised.value) and words in str(raised.value)
+    assert "plugins.twilio_messaging" in str(raised.value) and words in str(raised.value)
 
 
 def test_stand_in_speaks_the_vendor_spec() -> None:

@@ -12,9 +12,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 
-from tests.conftest import ROOT, TEST_PLUGINS, CliResult, config_document, write_toml
+from tests.conftest import ROOT, CliResult, config_document, write_toml
 from tests.pg import PostgresCluster, free_port
 
 

@@ -29,7 +29,7 @@ from hub.models import Notification, utcnow
 from hub.tenants import issue_api_key
 from tests.conftest import ROOT, CliResult, make_config
 from tests.pg import free_port
-from tests.test_plugin_smtp_email import Server, start_server  # noqa: F401 - the fixture
+from tests.smtp_server import Server
 from tests.test_dispatch import drain
 
 

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.request_validator import (
@@ -184,7 +183,6 @@ def _text(form: MultiDictProxy[Any], name: str) -> str | None:
 def routes(hub: Any) -> list[web.RouteDef]:
     """The plugin's routes; the handlers are closures over `hub` and its tenants' senders."""
     directory = SenderDirectory(hub)
-    log = structlog.get_logger("plugins.twilio_messaging")
 
     async def inbound(request: web.Request) -> web.Response:
         """POST /webhooks/twilio_messaging/inbound: a WhatsApp or SMS message to one of our numbers."""
