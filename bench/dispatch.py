@@ -65,6 +65,7 @@ from hub.models import Notification, utcnow  # noqa: E402
 from hub.outbox import FINAL_STATUSES, NotificationRequest  # noqa: E402
 from tests.conftest import config_document, write_toml  # noqa: E402
 from tests.pg import PostgresCluster, find_bindir  # noqa: E402
+from bench.processes import stop_process  # noqa: E402
 
 MAX_N = 50_000
 IN_FLIGHT = 64
@@ -159,20 +160,6 @@ class Sink:
     @property
     def base(self) -> str:
         return self.url.rsplit("/", 1)[0]
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """SIGTERM, then SIGKILL after `timeout`: only this process, by its id."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for stream in (process.stdin, process.stdout):
-        if stream is not None:
-            stream.close()
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

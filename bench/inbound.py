@@ -61,6 +61,7 @@ import asyncpg  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from tests.conftest import config_document, write_toml  # noqa: E402
+from bench.processes import stop_process  # noqa: E402
 from tests.pg import PostgresCluster, find_bindir, free_port  # noqa: E402
 
 MAX_N = 20_000
@@ -177,17 +178,6 @@ async def load(base: str, requests: list[Request], senders: int, sign: bool) -> 
 
 
 # --- processes -------------------------------------------------------------------
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """SIGTERM, then SIGKILL after `timeout`: only this process, by its id."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
