@@ -73,7 +73,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 async def test_kill_9_mid_run_loses_nothing(database_url: str, tmp_path: Path) -> None:
     total = 2000
-    async with Sink(delay=0.003) as sink:
+    async with Sink(delay=0.02) as sink:  # slow enough (<= 800/s at 16 in flight) that the kill lands mid-run
         config = write_toml(tmp_path / "config.toml", config_document(database_url, hub=WORKER_SETTINGS, plugins={"http_sink": {"url": sink.url}}))
         await fill(database_url, total)
         first = start_worker(config, tmp_path / "worker1.log")
