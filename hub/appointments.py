@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import LinkOutcome, link
@@ -96,7 +97,12 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
     if row is None and data.replaces:
         row = await _find(session, tenant, data.source, data.replaces)
         if row is not None:
+            row.data = {**(row.data or {}), "replaced_ids": [*(row.data or {}).get("replaced_ids", []), row.external_id]}
             row.external_id = data.external_id
+    if row is None and (successor := await _replaced_by(session, tenant, data.source, data.external_id)) is not None:
+        # A late redelivery about a booking that was since replaced (rescheduled): it must not
+        # bring the old booking back as a second appointment.
+        return AppointmentChange(appointment_ref(successor, tenant), "unchanged", outcome, ())
     created = row is None
     old_start = row.start_at if row is not None else None
     old_status = row.status if row is not None else None
@@ -133,6 +139,19 @@ async def _find(session: AsyncSession, tenant: TenantInfo, source: str, external
             Appointment.tenant_id == tenant.id, Appointment.source == source, Appointment.external_id == external_id
         )
     )
+
+
+async def _replaced_by(session: AsyncSession, tenant: TenantInfo, source: str, external_id: str) -> Appointment | None:
+    """The appointment that took over this external id through `replaces`, if any."""
+    # Only reached when an external id is unknown (a new booking), so a text match on the JSON
+    # column (the same on SQLite and PostgreSQL) is cheap enough; the exact check follows.
+    candidates = await session.scalars(
+        select(Appointment).where(
+            Appointment.tenant_id == tenant.id, Appointment.source == source,
+            cast(Appointment.data, String).contains(json.dumps(external_id)),
+        )
+    )
+    return next((row for row in candidates if external_id in (row.data or {}).get("replaced_ids", [])), None)
 
 
 def _snapshot(row: Appointment) -> tuple[Any, ...]:

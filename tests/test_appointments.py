@@ -138,3 +138,18 @@ async def test_backfill_without_confirmation(hub: Hub) -> None:
     change = await hub.upsert_appointment("clinic", booking(start, confirm=False))
     assert change.change == "created"
     assert [n.kind for n in await rows(hub)] == ["reminder", "reminder", "reminder"]
+
+
+async def test_late_redelivery_of_a_replaced_booking_changes_nothing(hub: Hub) -> None:
+    start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
+    original = booking(start, external_id="inv-old", source="calendly")
+    await hub.upsert_appointment("clinic", original)
+    moved = await hub.upsert_appointment("clinic", booking(start + dt.timedelta(days=1), external_id="inv-new", source="calendly", replaces="inv-old"))
+    assert moved.change == "rescheduled"
+    late = await hub.upsert_appointment("clinic", original)
+    assert late.change == "unchanged" and late.appointment.id == moved.appointment.id
+    async with hub.db.sessions() as session:
+        from hub.models import Appointment
+
+        appointments = (await session.scalars(select(Appointment))).all()
+    assert [(a.external_id, a.start_at) for a in appointments] == [("inv-new", start + dt.timedelta(days=1))]
