@@ -65,7 +65,7 @@ from hub.models import Notification, utcnow  # noqa: E402
 from hub.outbox import FINAL_STATUSES, NotificationRequest  # noqa: E402
 from tests.conftest import config_document, write_toml  # noqa: E402
 from tests.pg import PostgresCluster, find_bindir  # noqa: E402
-from bench.processes import stop_process  # noqa: E402
+from bench.common import percentile, stop_process  # noqa: E402
 
 MAX_N = 50_000
 IN_FLIGHT = 64
@@ -392,14 +392,6 @@ class Result:
     def cpu_ms(self, key: str) -> float:
         return 1000 * self.cpu.get(key, 0.0) / self.done if self.done else float("nan")
 
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of an unsorted list."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 @dataclass

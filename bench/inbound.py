@@ -61,7 +61,7 @@ import asyncpg  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 from tests.conftest import config_document, write_toml  # noqa: E402
-from bench.processes import stop_process  # noqa: E402
+from bench.common import percentile, stop_process  # noqa: E402
 from tests.pg import PostgresCluster, find_bindir, free_port  # noqa: E402
 
 MAX_N = 20_000
@@ -136,14 +136,6 @@ class Load:
     def rate(self) -> float:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
 
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 async def load(base: str, requests: list[Request], senders: int, sign: bool) -> Load:

@@ -1,4 +1,4 @@
-"""What both benchmarks need to run other processes and stop exactly those."""
+"""What both benchmarks share: stopping exactly the processes they started, and percentiles."""
 
 from __future__ import annotations
 
@@ -18,3 +18,12 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     for stream in (process.stdin, process.stdout):
         if stream is not None:
             stream.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of an unsorted list."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
