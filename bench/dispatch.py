@@ -470,9 +470,10 @@ async def fill(document: dict[str, Any], n: int) -> tuple[float, float]:
     hub = Hub.build(parse_config(document, "bench-config.toml", {}))
     async with hub.running(migrate=False):
         started = time.perf_counter()
-        async with hub.db.sessions.begin() as session:
+        async with hub.unit_of_work() as uow:
+            session = uow.session
             for i in range(n):
-                await hub.notify(session, tenant=TENANT, request=NotificationRequest(
+                await hub.queue_notification(uow, tenant=TENANT, request=NotificationRequest(
                     kind="message", address=f"+346001{i:05d}", data={"text": f"bench message {i}"},
                     channel_order=("whatsapp",),
                 ))

@@ -1,15 +1,18 @@
 """Notification Hub: the public surface plugins import from.
 
 Plugins use only what is exported here (`from hub import hookimpl, ...`),
-never the core's internal modules.
+never the core's internal modules, and reach the running hub only through
+`HubPort`, the interface every hook receives. Importing this package is
+light: the database engine, the CLI and the HTTP server load only when a
+name that needs them (`run_with_hub`, `with_open_hub`, `Hub`) is used.
 """
 
-from hub.appointments import AppointmentInput
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from hub.channels import Channel, Delivery, Health, OutboundMessage
-from hub.cli import hub_from_context, with_open_hub
-from hub.config import PluginSettings, ProviderSettings
-from hub.core import Hub
-from hub.errors import ChannelError, HubError, PermanentError, TransientError
+from hub.errors import ChannelError, HubError, PermanentError, TemplateError, TransientError, UnknownContact, UnknownTenant
 from hub.events import (
     AppointmentEvent,
     AppointmentRef,
@@ -23,15 +26,41 @@ from hub.events import (
     OptOutEvent,
     ReceivedMessage,
 )
+from hub.notifications import NotificationRequest
 from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
-from hub.outbox import NotificationRequest
 from hub.plugins import hookimpl
+from hub.port import AppointmentUpdate, HubPort, TenantProfile
 from hub.responders import ContextSection, Reply, Tool
+from hub.settings import PluginSettings, ProviderSettings
+
+if TYPE_CHECKING:
+    from hub.appointments import AppointmentInput
+    from hub.cli import hub_from_context, run_with_hub, with_open_hub
+    from hub.core import Hub
+
+_LAZY = {
+    "AppointmentInput": "hub.appointments",
+    "Hub": "hub.core",
+    "hub_from_context": "hub.cli",
+    "run_with_hub": "hub.cli",
+    "with_open_hub": "hub.cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Names whose modules pull in the engine or the CLI load on first use, not on `import hub`.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hub' has no attribute {name!r}")
+
 
 __all__ = [
     "AppointmentEvent",
     "AppointmentInput",
     "AppointmentRef",
+    "AppointmentUpdate",
     "Channel",
     "ChannelError",
     "ContactRef",
@@ -43,6 +72,7 @@ __all__ = [
     "Health",
     "Hub",
     "HubError",
+    "HubPort",
     "IdentityRef",
     "InboundMessage",
     "InboxEvent",
@@ -55,12 +85,17 @@ __all__ = [
     "ProviderSettings",
     "ReceivedMessage",
     "Reply",
+    "TemplateError",
+    "TenantProfile",
     "Tool",
     "TransientError",
+    "UnknownContact",
+    "UnknownTenant",
     "hookimpl",
     "hub_from_context",
-    "with_open_hub",
     "normalize_address",
     "normalize_email",
     "normalize_phone",
+    "run_with_hub",
+    "with_open_hub",
 ]

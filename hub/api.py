@@ -25,7 +25,7 @@ from hub.config import is_timezone
 from hub.contacts import find_contact
 from hub.core import Hub
 from hub.models import Appointment, Contact, DeliveryAttempt, IdempotencyRecord, Identity, Message, Notification, utcnow
-from hub.outbox import NotificationRequest
+from hub.notifications import NotificationRequest
 from hub.phones import InvalidAddress
 from hub.tenants import TenantInfo, tenant_for_api_key
 
@@ -183,14 +183,15 @@ class Api:
             unknown = [c for c in body.channels if c not in self.hub.channels and c not in {ch.medium for ch in self.hub.channels.values()}]
             if unknown:
                 return invalid("channels", f"unknown channel or medium {unknown[0]!r}")
-        async with self.hub.db.sessions.begin() as session:
+        async with self.hub.unit_of_work() as uow:
+            session = uow.session
             if body.contact_id is not None:
                 owner = await session.scalar(select(Contact.id).where(Contact.id == body.contact_id, Contact.tenant_id == tenant.id))
                 if owner is None:
                     return invalid("contact_id", "no such contact")
             try:
-                queued = await self.hub.notify(
-                    session,
+                queued = await self.hub.queue_notification(
+                    uow,
                     tenant=tenant.slug,
                     request=NotificationRequest(
                         kind=body.kind, contact_id=body.contact_id, address=body.to, data=body.data, send_at=body.send_at,
@@ -266,7 +267,8 @@ class Api:
             cancel_url=body.cancel_url, reschedule_url=body.reschedule_url, reason=body.reason,
         )
         try:
-            change = await self.hub.upsert_appointment(tenant.slug, data)
+            async with self.hub.unit_of_work() as uow:
+                change = await self.hub.apply_appointment(uow, tenant, data)
         except InvalidAddress as exc:
             field = "contact.email" if exc.reason == "invalid email" else "contact.phone"
             return invalid(field, exc.reason)

@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import LinkOutcome, link
 from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
-from hub.inbox import AfterCommit, Processor
+from hub.inbox import Processor
 from hub.models import Appointment, Contact, Notification, utcnow
-from hub.outbox import NotificationRequest, enqueue, history_entry
+from hub.notifications import NotificationRequest
+from hub.outbox import enqueue, history_entry
 from hub.reminders import QuietHours, parse_offset, plan_reminders
 from hub.tenants import TenantInfo
+from hub.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -280,18 +282,12 @@ async def cancel_pending(session: AsyncSession, appointment_id: int, reason: str
 def appointment_processors(hub: Hub) -> dict[str, Processor]:
     """The inbox processor for `AppointmentEvent`s from booking sources."""
 
-    async def changed(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
+    async def changed(uow: UnitOfWork, event: InboxEvent) -> None:
         assert isinstance(event, AppointmentEvent)
         tenant = await hub.tenants.get(event.tenant)
         # The event carries the same fields as AppointmentInput (JSON-shaped: addresses as lists).
         values = {f.name: getattr(event, f.name) for f in dataclasses.fields(AppointmentInput)}
         values["addresses"] = tuple((kind, raw) for kind, raw in event.addresses)
-        data = AppointmentInput(**values)
-        change = await upsert_appointment(session, tenant, data)
-
-        async def fire() -> None:
-            await hub.after_appointment_change(change)
-
-        return [fire]
+        await hub.apply_appointment(uow, tenant, AppointmentInput(**values))
 
     return {AppointmentEvent.kind: changed}

@@ -17,8 +17,9 @@ import click
 
 from hub.config import Config, config_path, load_config
 from hub.core import Hub
-from hub.errors import StartupError, UnknownTenant
+from hub.errors import HubError, StartupError, UnknownTenant
 from hub.logs import configure_logging
+from hub.port import HubPort
 
 T = TypeVar("T")
 
@@ -58,8 +59,25 @@ class CliState:
 
 
 def hub_from_context() -> Hub:
-    """The hub for the running command (built, not yet opened): for plugin commands."""
-    return click.get_current_context().find_object(CliState).hub()  # type: ignore[union-attr]
+    """The hub for the running command (built, not yet opened)."""
+    state = click.get_current_context().find_object(CliState)
+    if state is None:
+        raise click.UsageError("no hub for this command (run it through the `hub` command line)")
+    return state.hub()
+
+
+def run_with_hub(body: Callable[[HubPort], Awaitable[T]]) -> T:
+    """Run a plugin command's async body with the opened hub; hub errors become one line and exit status 1."""
+    hub = hub_from_context()
+
+    async def main() -> T:
+        async with hub.running():
+            return await body(hub)
+
+    try:
+        return run(main())
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -18,23 +18,12 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.errors import ConfigError
+from hub.settings import PluginSettings, ProviderSettings
 
 DEFAULT_CONFIG = "config.toml"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///hub.db"
 
 Model = TypeVar("Model", bound=BaseModel)
-
-
-class PluginSettings(BaseModel):
-    """Base of a plugin's settings model: unknown keys are errors, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ProviderSettings(PluginSettings):
-    """Settings of a plugin that talks to a vendor: sandbox records instead of sending."""
-
-    sandbox: bool = True
 
 
 class HubSettings(BaseModel):
@@ -98,6 +87,8 @@ class TenantSettings(BaseModel):
     """Tries per channel for transient failures (and channel crashes) before falling through to the next."""
     templates_dir: str | None = None
     """The tenant's own template folder, searched before the shared ones."""
+    responder_timeout: float = Field(default=20.0, gt=0, le=300)
+    """Seconds a responder may take to answer one message before it is given up (no reply is sent)."""
 
     @field_validator("reminders")
     @classmethod

@@ -14,6 +14,8 @@ from hub.contacts import identity_key, link
 from hub.core import Hub
 from hub.models import Contact, Identity
 from hub.phones import InvalidAddress
+from hub.tenants import TenantInfo
+from hub.unit_of_work import UnitOfWork
 
 COLUMNS = ("name", "phone", "whatsapp", "email", "locale", "timezone", "external_id")
 ADDRESS_COLUMNS = ("phone", "whatsapp", "email")
@@ -100,44 +102,48 @@ async def import_contacts(
     except csv.Error as exc:
         raise ValueError(f"line 1: {exc}") from None
     report = ImportReport()
-    announcements = []
-    session = hub.db.sessions()
-    try:
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                # The file cannot be read past this point (e.g. an unclosed quote swallowed the rest).
-                raise ValueError(f"line {reader.line_num}: {exc}") from None
-            line = reader.line_num
-            if not any((value or "").strip() if isinstance(value, str) else value for value in row.values()):
-                # A blank row (",,,,") that spreadsheets leave at the end: no data, no problem.
-                progress(1)
-                continue
-            report.rows += 1
-            problems = len(report.errors)
-            addresses, profile = _row_evidence(row, line, tenant.default_region, report)
-            if not addresses:
-                if not any(e.column in ADDRESS_COLUMNS for e in report.errors[problems:]):
-                    report.errors.append(RowError(line, "phone", "no phone, whatsapp or email"))
-            else:
-                outcome = await link(session, tenant, addresses, profile=profile, reason="import")
-                report.contacts_created += outcome.created
-                report.identities_added += len(outcome.added)
-                report.merges += len(outcome.merged)
-                if outcome.added or outcome.merged:
-                    announcements.append(outcome)
-            progress(1)
-            if report.rows % BATCH == 0:
-                await session.commit()
-        await session.commit()
-    finally:
-        await session.close()
-    for outcome in announcements:
-        await hub.announce_link(outcome)
+    done = False
+    while not done:
+        # One unit of work per batch: a large file commits as it goes, and each batch's
+        # `on_contact_linked` hooks fire once that batch is committed.
+        async with hub.unit_of_work() as uow:
+            done = await _import_batch(hub, uow, tenant, reader, report, progress)
     return report
+
+
+async def _import_batch(
+    hub: Hub, uow: UnitOfWork, tenant: TenantInfo, reader: csv.DictReader[str], report: ImportReport,
+    progress: Callable[[int], None],
+) -> bool:
+    """Link up to BATCH rows; True when the file is exhausted."""
+    first = report.rows
+    while report.rows - first < BATCH:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return True
+        except csv.Error as exc:
+            # The file cannot be read past this point (e.g. an unclosed quote swallowed the rest).
+            raise ValueError(f"line {reader.line_num}: {exc}") from None
+        line = reader.line_num
+        if not any((value or "").strip() if isinstance(value, str) else value for value in row.values()):
+            # A blank row (",,,,") that spreadsheets leave at the end: no data, no problem.
+            progress(1)
+            continue
+        report.rows += 1
+        problems = len(report.errors)
+        addresses, profile = _row_evidence(row, line, tenant.default_region, report)
+        if not addresses:
+            if not any(e.column in ADDRESS_COLUMNS for e in report.errors[problems:]):
+                report.errors.append(RowError(line, "phone", "no phone, whatsapp or email"))
+        else:
+            outcome = await link(uow.session, tenant, addresses, profile=profile, reason="import")
+            report.contacts_created += outcome.created
+            report.identities_added += len(outcome.added)
+            report.merges += len(outcome.merged)
+            hub.announce_link(uow, outcome)
+        progress(1)
+    return False
 
 
 async def export_contacts(hub: Hub, tenant_slug: str) -> AsyncIterator[dict[str, Any]]:

@@ -9,17 +9,17 @@ there is no module-level state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pluggy
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from hub.appointments import AppointmentChange, AppointmentInput, appointment_processors, upsert_appointment
 
@@ -28,15 +28,20 @@ from hub.config import Config, resolve_secrets, validate_table
 from hub.contacts import LinkOutcome, set_opt_out
 from hub.database import Database
 from hub.dispatcher import Dispatcher
-from hub.errors import ConfigError, PluginLoadError
-from hub.events import IdentityRef
+from hub.errors import ConfigError, PluginLoadError, UnknownContact
+from hub.events import ContactRef, InboxEvent, OptOutEvent
 from hub.inbox import Inbox
 from hub.messaging import message_processors
-from hub.models import PluginData
-from hub.outbox import Enqueued, NotificationRequest, enqueue
+from hub.models import Contact, PluginData
+from hub.notifications import NotificationRequest
+from hub.outbox import Enqueued, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
+from hub.port import AppointmentUpdate, HubPort, TenantProfile
+from hub.responders import ContextSection, Tool
+from hub.responding import ResponderRunner
 from hub.templates import SHIPPED_TEMPLATES, Templates
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
+from hub.unit_of_work import UnitOfWork, unit_of_work
 
 T = TypeVar("T")
 
@@ -68,22 +73,25 @@ class Hub:
         self.db = Database(config.hub.database_url)
         self.tenants = TenantDirectory(self.db.sessions)
         self.inbox = Inbox(
-            self.db, self.tenants, max_attempts=config.hub.inbox_max_attempts, poll_seconds=config.hub.inbox_poll_seconds
+            self.db, self.tenants, max_attempts=config.hub.inbox_max_attempts, poll_seconds=config.hub.inbox_poll_seconds,
+            unit_of_work=self.unit_of_work,
         )
         self.inbox.processors.update(message_processors(self))
         self.inbox.processors.update(appointment_processors(self))
         self.dispatcher = Dispatcher(self)
+        self.responders = ResponderRunner(self)
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
         self._validate_settings(plugins)
         self._plugin_runtimes: dict[str, Any] = {}
-        self.channels: dict[str, Channel] = {}
-        self.channel_plugins: dict[str, str] = {}
-        """Channel name -> the plugin that provides it."""
-        self._register_channels()
         template_dirs = [Path(d) for _, dirs in self.hooks.call_sync("register_template_dirs") for d in dirs]
         # Plugin folders come before the shipped ones, as the hookspec promises.
         self.templates = Templates([*template_dirs, SHIPPED_TEMPLATES])
+        self.channels: dict[str, Channel] = {}
+        self.channel_plugins: dict[str, str] = {}
+        """Channel name -> the plugin that provides it."""
+        # Last: a plugin is handed the hub only once everything else is built.
+        self._register_channels()
 
     @classmethod
     def build(cls, config: Config) -> Hub:
@@ -145,6 +153,10 @@ class Hub:
         merged = {**self.config.plugins.get(plugin, {}), **overrides}
         return self._validate_plugin_table(model, merged, f"tenants.{tenant}.plugins.{plugin}")
 
+    def configured_tenants(self, plugin: str) -> list[str]:
+        """Slugs of the tenants for which the plugin has settings."""
+        return [slug for slug in self.config.tenants if self.settings_for(plugin, slug) is not None]
+
     def _register_channels(self) -> None:
         for plugin, channels in self.hooks.call_sync("register_channels", hub=self):
             for channel in channels:
@@ -157,21 +169,19 @@ class Hub:
 
     # --- hooks ------------------------------------------------------------
 
-    async def call_all(self, hook: str, /, **kwargs: Any) -> list[Any]:
-        """Run every implementation of a hook; see `HookCaller.call_all`."""
-        return await self.hooks.call_all(hook, **kwargs)
+    async def call(self, hook: str, /, **kwargs: Any) -> Any:
+        """Call an event hook as its spec declares (first result wins, or every result); see `HookCaller.call`."""
+        return await self.hooks.call(hook, **kwargs)
 
-    async def call_first(self, hook: str, /, **kwargs: Any) -> Any:
-        """Run a hook's implementations until one returns non-None; see `HookCaller.call_first`."""
-        return await self.hooks.call_first(hook, **kwargs)
-
-    async def announce_link(self, outcome: LinkOutcome) -> None:
-        """Fire `on_contact_linked` for each identity a link added and each contact it merged."""
-        for identity in outcome.added:
-            await self.call_all("on_contact_linked", hub=self, contact=outcome.contact, identity=identity)
+    def announce_link(self, uow: UnitOfWork, outcome: LinkOutcome) -> None:
+        """Register `on_contact_linked` for each identity a link added and each contact it merged."""
+        announced = list(outcome.added)
         if outcome.merged and not outcome.added:
-            identity: IdentityRef = outcome.identities[0]
-            await self.call_all("on_contact_linked", hub=self, contact=outcome.contact, identity=identity)
+            announced.append(outcome.identities[0])
+        for identity in announced:
+            uow.after_commit(
+                "on_contact_linked", partial(self.call, "on_contact_linked", hub=self, contact=outcome.contact, identity=identity)
+            )
 
     # --- life cycle -------------------------------------------------------
 
@@ -183,11 +193,12 @@ class Hub:
             for slug, settings in self.config.tenants.items():
                 info, _ = await upsert_tenant(session, slug, settings)
                 self.tenants.remember(info)
-        await self.call_all("on_startup", hub=self)
+        await self.call("on_startup", hub=self)
 
     async def close(self) -> None:
         """Run `on_shutdown` and close the database."""
-        await self.call_all("on_shutdown", hub=self)
+        await self.call("on_shutdown", hub=self)
+        await self.responders.close()
         await self.db.close()
 
     @asynccontextmanager
@@ -206,6 +217,7 @@ class Hub:
         tasks = [
             asyncio.create_task(self.inbox.run(stop), name="hub-inbox-worker"),
             asyncio.create_task(self.dispatcher.run(stop), name="hub-dispatcher"),
+            asyncio.create_task(self.responders.run(stop), name="hub-responders"),
         ]
         try:
             yield
@@ -221,39 +233,98 @@ class Hub:
             return None
         return self.config.base_dir / tenant.templates_dir
 
-    async def notify(self, session: AsyncSession, *, tenant: str, request: NotificationRequest) -> Enqueued:
-        """Queue a notification inside the caller's transaction; the dispatcher is woken when it commits."""
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A transaction for one use case, with effects that run after it commits (see hub.unit_of_work)."""
+        return unit_of_work(self.db.sessions)
+
+    def wake_dispatcher(self, uow: UnitOfWork) -> None:
+        """Have the dispatcher look for due work as soon as this unit of work commits."""
+        uow.after_commit("wake dispatcher", self.dispatcher.wake, once_key="wake dispatcher")
+
+    async def queue_notification(self, uow: UnitOfWork, *, tenant: str, request: NotificationRequest) -> Enqueued:
+        """Queue a notification inside the caller's unit of work; the dispatcher is woken when it commits."""
         info = await self.tenants.get(tenant)
-        queued = await enqueue(session, info, request)
-        self._wake_on_commit(session)
+        queued = await enqueue(uow.session, info, request)
+        self.wake_dispatcher(uow)
         if queued.link is not None:
-            self._after_commit(session, lambda link=queued.link: self.announce_link(link))
+            self.announce_link(uow, queued.link)
         return queued
 
-    async def upsert_appointment(self, tenant: str, data: AppointmentInput) -> AppointmentChange:
-        """Store an appointment and its notifications in one transaction, then fire the hooks."""
-        info = await self.tenants.get(tenant)
-        async with self.db.sessions.begin() as session:
-            change = await upsert_appointment(session, info, data)
-        await self.after_appointment_change(change)
+    async def notify(self, *, tenant: str, request: NotificationRequest) -> int:
+        """Queue a notification in its own unit of work; returns its id (the port's `notify`)."""
+        async with self.unit_of_work() as uow:
+            queued = await self.queue_notification(uow, tenant=tenant, request=request)
+        return queued.id
+
+    async def apply_appointment(self, uow: UnitOfWork, tenant: TenantInfo, data: AppointmentInput) -> AppointmentChange:
+        """Store an appointment and its notifications in the caller's unit of work, with its effects."""
+        change = await upsert_appointment(uow.session, tenant, data)
+        if change.notifications:
+            self.wake_dispatcher(uow)
+        if change.link is not None:
+            self.announce_link(uow, change.link)
+        if change.change != "unchanged":
+            uow.after_commit(
+                "on_appointment_changed",
+                partial(self.call, "on_appointment_changed", hub=self, appointment=change.appointment, change=change.change),
+            )
         return change
 
-    async def after_appointment_change(self, change: AppointmentChange) -> None:
-        """Once an appointment change is committed: wake the dispatcher and fire the hooks."""
-        if change.notifications:
-            self.dispatcher.wake()
-        if change.link is not None:
-            await self.announce_link(change.link)
-        if change.change != "unchanged":
-            await self.call_all("on_appointment_changed", hub=self, appointment=change.appointment, change=change.change)
+    async def upsert_appointment(self, tenant: str, data: AppointmentInput) -> AppointmentUpdate:
+        """Store an appointment and its notifications in one unit of work (the port's `upsert_appointment`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            change = await self.apply_appointment(uow, info, data)
+        return AppointmentUpdate(change.appointment, change.change, change.notifications)
 
     async def set_opt_out(self, tenant: str, address_kind: str, address: str, medium: str, opted_out: bool = True) -> bool:
-        """Opt an address out of (or back into) one medium; the dispatcher then skips it there."""
+        """Opt an address out of (or back into) one medium now; the dispatcher then skips it there."""
         info = await self.tenants.get(tenant)
         async with self.db.sessions.begin() as session:
             return await set_opt_out(session, info, address_kind, address, medium, opted_out)
 
-    def plugin_runtime(self, plugin: str, factory: Callable[[Hub], T]) -> T:
+    async def request_opt_out(
+        self, tenant: str, *, address_kind: str, address: str, medium: str, opted_out: bool, source: str, dedupe_key: str
+    ) -> bool:
+        """Durably queue an opt-out (or opt-in) through the inbox; see `HubPort.request_opt_out`."""
+        event = OptOutEvent(tenant=tenant, address_kind=address_kind, address=address, medium=medium, opted_out=opted_out)
+        return await self.inbox.accept(event, source=source, dedupe_key=dedupe_key)
+
+    # --- the rest of the port ------------------------------------------------
+
+    @property
+    def public_url(self) -> str:
+        """The hub's public base URL, without a trailing slash."""
+        return self.config.hub.public_url.rstrip("/")
+
+    async def tenant(self, slug: str) -> TenantProfile:
+        """The tenant with this slug as plugins see it; raises UnknownTenant."""
+        info = await self.tenants.get(slug)
+        return TenantProfile(info.slug, info.name, info.default_region, info.timezone, info.locale)
+
+    async def accept(self, event: InboxEvent, *, source: str, dedupe_key: str) -> bool:
+        """Store a verified webhook event durably (the port's `accept`)."""
+        return await self.inbox.accept(event, source=source, dedupe_key=dedupe_key)
+
+    def render_inline(self, source: str, *, locale: str, timezone: str, context: Mapping[str, Any], name: str = "<inline>") -> str:
+        """Render a short template given as text (the port's `render_inline`)."""
+        return self.templates.render_inline(source, locale=locale, timezone=timezone, context=context, name=name)
+
+    async def tools_for(self, tenant: str) -> list[Tool]:
+        """Every tool the plugins offer a responder for this tenant."""
+        return [tool for tools in await self.call("register_tools", hub=self, tenant=tenant) for tool in tools]
+
+    async def contact_context(self, tenant: str, contact_id: int) -> list[ContextSection]:
+        """Every context section the plugins return for one of the tenant's contacts."""
+        info = await self.tenants.get(tenant)
+        async with self.db.sessions() as session:
+            contact = await session.get(Contact, contact_id)
+        if contact is None or contact.tenant_id != info.id:
+            raise UnknownContact(f"no contact {contact_id} in tenant {tenant!r}")
+        ref = ContactRef(contact.id, info.slug, contact.name, contact.locale, contact.timezone)
+        return list(await self.call("contact_context", hub=self, contact=ref))
+
+    def runtime(self, plugin: str, factory: Callable[[HubPort], T]) -> T:
         """The one runtime object a plugin keeps for this hub (clients, caches), made by `factory` on first use.
 
         Plugins keep no module-level state; what they share between hooks,
@@ -283,18 +354,6 @@ class Hub:
                 session.add(PluginData(tenant_id=info.id, plugin=plugin, key=key, value=value))
             else:
                 row.value = value
-
-    def _wake_on_commit(self, session: AsyncSession) -> None:
-        if not session.info.get("hub_wake"):
-            session.info["hub_wake"] = True
-            event.listen(session.sync_session, "after_commit", lambda _s: self.dispatcher.wake())
-
-    def _after_commit(self, session: AsyncSession, task: Callable[[], Awaitable[None]]) -> None:
-        # Hooks must not see uncommitted data: run them once the caller's transaction commits.
-        def schedule(_s: Any) -> None:
-            asyncio.get_running_loop().create_task(task())
-
-        event.listen(session.sync_session, "after_commit", schedule, once=True)
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(all required parts up, the JSON /health shows)."""

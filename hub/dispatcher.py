@@ -230,13 +230,15 @@ class Dispatcher:
         context = self.render_context(row, tenant, ctx)
         failed = ctx.failed_channels.get(row.id, set())
         skipped: list[str] = []
+        unconfigured: list[str] = []
         tries: list[dict[str, Any]] = []
         for channel in self.candidates(tenant, row.channel_order):
             if channel.name in failed:
                 continue
             plugin = hub.channel_plugins.get(channel.name, "")
             if plugin and hub.settings_for(plugin, tenant.slug) is None:
-                skipped.append(f"{channel.name}: not configured")
+                # Channels a tenant never set up are named only when nothing else was tried.
+                unconfigured.append(f"{channel.name}: not configured")
                 continue
             identity = next((i for i in ctx.identities.get(row.contact_id, []) if i.kind == channel.address_kind), None)
             if identity is None:
@@ -267,7 +269,11 @@ class Dispatcher:
                 tries.append(self._try(row, channel, "permanent", exc.reason, started))
                 skipped.append(f"{channel.name}: {exc.reason}")
                 if exc.opted_out:
-                    await self._opt_out(identity.id, channel.medium)
+                    # Through the durable inbox: applied exactly once even if this worker dies now.
+                    await hub.request_opt_out(
+                        tenant.slug, address_kind=identity.kind, address=identity.value, medium=channel.medium,
+                        opted_out=True, source="dispatcher", dedupe_key=f"opt-out:{row.id}:{channel.name}",
+                    )
                 continue
             except Exception as exc:
                 if isinstance(exc, TransientError):
@@ -292,7 +298,7 @@ class Dispatcher:
                 sent_at=utcnow(), tries=tries,
                 message={"medium": channel.medium, "channel": channel.name, "body": rendered.text, "provider_id": delivery.provider_id},
             )
-        reason = "; ".join(skipped) or "no channel available"
+        reason = "; ".join(skipped or unconfigured) or "no channel available"
         return Outcome(row, "failed", reason, attempts=row.attempts + len(tries), tries=tries)
 
     def _try(self, row: Any, channel: Channel, outcome: str, error: str | None, started: dt.datetime, provider_id: str | None = None) -> dict[str, Any]:
@@ -300,12 +306,6 @@ class Dispatcher:
             "notification_id": row.id, "channel": channel.name, "provider_id": provider_id, "outcome": outcome,
             "error": error, "started_at": started, "finished_at": utcnow(),
         }
-
-    async def _opt_out(self, identity_id: int, medium: str) -> None:
-        async with self.hub.db.sessions.begin() as session:
-            identity = await session.get(Identity, identity_id)
-            if identity is not None and medium not in (identity.opted_out or {}):
-                identity.opted_out = {**(identity.opted_out or {}), medium: utcnow().isoformat()}
 
     # --- recording -----------------------------------------------------------
 

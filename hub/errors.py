@@ -56,3 +56,26 @@ class PermanentError(ChannelError):
 
 class UnknownTenant(HubError):
     """No tenant has this slug."""
+
+
+class UnknownContact(HubError):
+    """No contact has this id in the tenant."""
+
+
+class TemplateError(HubError):
+    """A template is missing or broken; names the template and, for undefined variables, the variable.
+
+    `reason` is one of "missing", "syntax", "undefined", "unsafe", "broken";
+    `detail` is the human explanation and `line` the template line, when known.
+    """
+
+    def __init__(
+        self, template: str, reason: str, detail: str, *, variable: str | None = None, line: int | None = None
+    ) -> None:
+        self.template = template
+        self.reason = reason
+        self.detail = detail
+        self.variable = variable
+        self.line = line
+        where = f"{template}:{line}" if line else template
+        super().__init__(f"{where}: {detail}")

@@ -3,20 +3,23 @@
 Implement a hook by defining a function of the same name decorated with
 `hub.hookimpl`; take only the arguments you need (pluggy passes them by
 name). Any event implementation may be `async def`: the core awaits it.
-Event hooks are called only through `Hub.call_all` (every implementation, a
-failing one is logged with its plugin name and counted, the others still
-run) and `Hub.call_first` (in order, the first non-None result wins);
-registration hooks through `HookCaller.call_sync`.
+The `hub` argument is the port, `hub.HubPort`: the only part of the hub a
+plugin may use.
 
-"Once" hooks run while the hub starts; "each" hooks run per event. The
-`register_*` hooks that run once at start-up (settings, channels, routes,
-template dirs, commands) must be plain `def`: an async one, or one that
-raises, stops start-up with an error naming the plugin.
+Each spec declares how it is called:
+- `@once` (registration): runs once while the hub starts; must be a plain
+  `def`. An async one, or one that raises, stops start-up with an error
+  naming the plugin.
+- `firstresult=True`: implementations run in order until one returns
+  something other than None, which wins.
+- otherwise every implementation runs; a failing one is logged with its
+  plugin name and counted, and the others still run.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import pluggy
 
@@ -26,16 +29,27 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from hub.channels import Channel
-    from hub.core import Hub
+    from hub.port import HubPort
     from hub.events import AppointmentRef, ContactRef, Conversation, DeliveryStatus, IdentityRef, ReceivedMessage
     from hub.responders import ContextSection, Reply, Tool
 
 hookspec = pluggy.HookspecMarker("hub")
 
+ONCE_ATTRIBUTE = "hub_once"
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def once(function: F) -> F:
+    """Mark a spec as a registration hook: called once at start-up, never per event."""
+    setattr(function, ONCE_ATTRIBUTE, True)
+    return function
+
 
 # --- Registration: called once at start-up -------------------------------
 
 
+@once
 @hookspec
 def register_settings() -> type[BaseModel] | None:
     """Return the pydantic model of this plugin's settings, or None if it has none.
@@ -46,13 +60,14 @@ def register_settings() -> type[BaseModel] | None:
     `hub.ProviderSettings` (adds `sandbox = true`). Mark secrets with
     pydantic's `SecretStr`; config supplies them as `{env = "NAME"}` and
     they are masked everywhere. Read the result with
-    `hub.settings_for("<name>")`. A plugin whose table is absent and whose
+    `hub.settings_for("<name>", tenant)`. A plugin whose table is absent and whose
     model has required fields is loaded but "not configured".
     """
 
 
+@once
 @hookspec
-def register_channels(hub: Hub) -> list[Channel] | None:
+def register_channels(hub: HubPort) -> list[Channel] | None:
     """Return the channels this plugin provides (see `hub.Channel`).
 
     Called once after settings are validated. Channel names must be unique
@@ -60,18 +75,19 @@ def register_channels(hub: Hub) -> list[Channel] | None:
     """
 
 
+@once
 @hookspec
-def register_routes(hub: Hub) -> list[web.AbstractRouteDef] | web.RouteTableDef | None:
+def register_routes(hub: HubPort) -> list[web.AbstractRouteDef] | web.RouteTableDef | None:
     """Return aiohttp routes; they are mounted as the sub-app `/webhooks/<plugin>/`.
 
     Called once when the HTTP app is built. Handlers verify the vendor's
-    signature, build a `hub.InboxEvent`, `await hub.inbox.accept(...)` it
-    and answer at once: slow work belongs to the workers.
+    signature, build a `hub.InboxEvent`, `await hub.accept(...)` it and
+    answer at once: slow work belongs to the workers.
     """
 
 
 @hookspec
-def register_tools(hub: Hub, tenant: str) -> list[Tool] | None:
+def register_tools(hub: HubPort, tenant: str) -> list[Tool] | None:
     """Return the tools a responder may call for this tenant (each a `hub.Tool`).
 
     Called each time a responder prepares to answer, and by `hub tools`.
@@ -79,6 +95,7 @@ def register_tools(hub: Hub, tenant: str) -> list[Tool] | None:
     """
 
 
+@once
 @hookspec
 def register_template_dirs() -> list[str] | None:
     """Return extra template folders, searched after the tenant's own and before the defaults.
@@ -87,13 +104,16 @@ def register_template_dirs() -> list[str] | None:
     """
 
 
+@once
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Add this plugin's sub-commands to the `hub` command line.
 
     Called once when the CLI starts, before arguments are parsed, e.g.
-    `cli.add_command(calendly_group)` for `hub calendly subscribe`. The
-    command's callback finds the hub through `hub.cli.hub_from_context()`.
+    `cli.add_command(calendly_group)` for `hub calendly subscribe`. A
+    command's body runs with the opened hub through `hub.run_with_hub(body)`
+    (import click and your command module inside this hook, so importing the
+    plugin stays light).
     """
 
 
@@ -101,7 +121,7 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def on_startup(hub: Hub) -> None:
+def on_startup(hub: HubPort) -> None:
     """Open clients and sessions; called each time a process opens the hub.
 
     That is `hub serve`, `hub worker`, and every CLI command that uses the
@@ -110,7 +130,7 @@ def on_startup(hub: Hub) -> None:
 
 
 @hookspec
-def on_shutdown(hub: Hub) -> None:
+def on_shutdown(hub: HubPort) -> None:
     """Close what `on_startup` opened; called each time a process closes the hub."""
 
 
@@ -118,16 +138,18 @@ def on_shutdown(hub: Hub) -> None:
 
 
 @hookspec
-def on_message_received(hub: Hub, message: ReceivedMessage) -> None:
+def on_message_received(hub: HubPort, message: ReceivedMessage) -> None:
     """An inbound message was recorded and its contact linked.
 
-    Called by the inbox worker after the message is stored, before
-    `respond_to_message`. Return value is ignored.
+    Called by the inbox worker once the message is committed, before
+    `respond_to_message`. Keep it quick (it runs in the worker's lane);
+    anything that must not be lost goes through `hub.accept` or
+    `hub.request_opt_out`. Return value is ignored.
     """
 
 
 @hookspec
-def on_delivery_status(hub: Hub, status: DeliveryStatus) -> None:
+def on_delivery_status(hub: HubPort, status: DeliveryStatus) -> None:
     """A provider reported sent / delivered / read / undelivered / failed for a message.
 
     Called after the status was applied to the stored message (a status
@@ -136,19 +158,19 @@ def on_delivery_status(hub: Hub, status: DeliveryStatus) -> None:
 
 
 @hookspec
-def on_appointment_changed(hub: Hub, appointment: AppointmentRef, change: str) -> None:
+def on_appointment_changed(hub: HubPort, appointment: AppointmentRef, change: str) -> None:
     """An appointment was created, rescheduled, canceled or marked no-show.
 
     `change` is one of "created", "updated", "rescheduled", "reinstated" (scheduled
     again at the same time after a cancellation or no-show), "canceled", "no_show";
-    fired by `Hub.upsert_appointment` (API, booking sources) after commit.
+    fired by `hub.upsert_appointment` (API, booking sources) after commit.
 
     Called after the change and its reminders were stored.
     """
 
 
 @hookspec
-def on_contact_linked(hub: Hub, contact: ContactRef, identity: IdentityRef) -> None:
+def on_contact_linked(hub: HubPort, contact: ContactRef, identity: IdentityRef) -> None:
     """A new identity joined a contact, or another contact was merged into it.
 
     Called after the link is committed; `identity` is the address that
@@ -159,18 +181,21 @@ def on_contact_linked(hub: Hub, contact: ContactRef, identity: IdentityRef) -> N
 # --- Answers: called in order, the first non-None result wins --------------
 
 
-@hookspec
-def respond_to_message(hub: Hub, conversation: Conversation, message: ReceivedMessage) -> Reply | None:
+@hookspec(firstresult=True)
+def respond_to_message(hub: HubPort, conversation: Conversation, message: ReceivedMessage) -> Reply | None:
     """Return a `hub.Reply` to answer the message, or None to let the next responder try.
 
-    Called by the inbox worker after `on_message_received`. Responders
-    that should run last (an offline rule engine) use
-    `@hookimpl(trylast=True)`.
+    Called after `on_message_received`, outside the inbox worker and any
+    database transaction, one message at a time per conversation, in the
+    order the messages arrived (also across worker processes), within the
+    tenant's responder timeout. Responders that should run last (an
+    offline rule engine) use `@hookimpl(trylast=True)`. The reply is queued
+    through the outbox on the conversation's channel.
     """
 
 
 @hookspec
-def contact_context(hub: Hub, contact: ContactRef) -> ContextSection | None:
+def contact_context(hub: HubPort, contact: ContactRef) -> ContextSection | None:
     """Return a `hub.ContextSection` an agent should see about this contact, or None.
 
     Called each time a contact's context is shown (`hub contacts show`,

@@ -5,8 +5,9 @@ says whether it was new, so a vendor's retry is acknowledged and not
 processed again. `Inbox.run` is the worker loop: it claims pending events
 with a lease (so a second process never takes the same one, and a dead
 process's events are taken over when the lease runs out), runs the
-processor for the event's kind inside one transaction, and records a failure
-with its error, retrying a bounded number of times with backoff.
+processor for the event's kind inside one unit of work (its effects run once
+it commits), and records a failure with its error, retrying a bounded number
+of times with backoff.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import datetime as dt
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +31,10 @@ from hub.database import Database
 from hub.events import INBOX_EVENT_TYPES, InboxEvent
 from hub.models import InboxEventRow, utcnow
 from hub.tenants import TenantDirectory
+from hub.unit_of_work import UnitOfWork
 
-AfterCommit = Callable[[], Awaitable[None]]
-Processor = Callable[[AsyncSession, InboxEvent], Awaitable[list[AfterCommit]]]
-"""Applies one event inside the given transaction; returns work to run once it is committed (hooks)."""
+Processor = Callable[[UnitOfWork, InboxEvent], Awaitable[None]]
+"""Applies one event inside the given unit of work, registering its after-commit effects (hooks) on it."""
 
 LEASE = dt.timedelta(seconds=60)
 PARALLEL_LANES = 8
@@ -80,8 +82,12 @@ def retry_delay(attempt: int) -> dt.timedelta:
 class Inbox:
     """Stores accepted webhooks and runs their processors."""
 
-    def __init__(self, db: Database, tenants: TenantDirectory, *, max_attempts: int, poll_seconds: float) -> None:
+    def __init__(
+        self, db: Database, tenants: TenantDirectory, *, max_attempts: int, poll_seconds: float,
+        unit_of_work: Callable[[], AbstractAsyncContextManager[UnitOfWork]],
+    ) -> None:
         self.db = db
+        self.unit_of_work = unit_of_work
         self.tenants = tenants
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
@@ -202,22 +208,15 @@ class Inbox:
         try:
             processor = self.processors[row.kind]
             event = EVENT_CLASSES[row.kind].from_payload(row.payload)
-            async with self.db.sessions.begin() as session:
-                after = await processor(session, event)
-                await session.execute(
+            async with self.unit_of_work() as uow:
+                await processor(uow, event)
+                await uow.session.execute(
                     update(InboxEventRow)
                     .where(InboxEventRow.id == row.id)
                     .values(processed_at=utcnow(), lease_until=None, error=None)
                 )
         except Exception as exc:
             await self._failed(row, attempt, exc)
-            return
-        for task in after:
-            # The event is committed: a failure here is logged, never retried (hooks run at most once).
-            try:
-                await task()
-            except Exception as exc:
-                self._log.error("inbox_after_commit_failed", id=row.id, kind=row.kind, error=f"{type(exc).__name__}: {exc}")
 
     async def _failed(self, row: Claimed, attempt: int, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"

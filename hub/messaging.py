@@ -1,25 +1,23 @@
 """Processors for the inbox's message events: inbound messages and delivery statuses.
 
-They run inside the inbox worker's transaction and return the hooks to fire
+They run inside the inbox worker's unit of work and register the hooks to fire
 once it is committed, so a plugin never sees a message that was rolled back.
+Responders are not called here: a committed inbound message is handed to the
+`ResponderRunner` (hub/responding.py), which answers outside the inbox lanes.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from hub.contacts import link, set_opt_out
-from hub.events import (
-    Conversation as ConversationView,
-)
 from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, OptOutEvent, ReceivedMessage
-from hub.inbox import AfterCommit, Processor
+from hub.inbox import Processor
 from hub.models import Conversation, DeliveryAttempt, Message, Notification, utcnow
-from hub.outbox import NotificationRequest
-from hub.responders import Reply
+from hub.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,9 +36,6 @@ STATUS_RANK = {
     "delivered": 4,
     "read": 5,
 }
-
-
-REPLY_EXPIRY = dt.timedelta(hours=1)
 
 # How a provider's message status shows on the notification it delivered.
 NOTIFICATION_STATUS = {"sent": "sent", "delivered": "delivered", "read": "read", "undelivered": "failed", "failed": "failed"}
@@ -69,8 +64,9 @@ async def conversation_for(session: AsyncSession, tenant_id: int, contact_id: in
 def message_processors(hub: Hub) -> dict[str, Processor]:
     """The inbox processors this module provides, keyed by event kind."""
 
-    async def received(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
+    async def received(uow: UnitOfWork, event: InboxEvent) -> None:
         assert isinstance(event, InboundMessage)
+        session = uow.session
         tenant = await hub.tenants.get(event.tenant)
         outcome = await link(
             session, tenant, [(event.sender_kind, event.sender)], profile={"name": event.profile_name}
@@ -84,6 +80,7 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             conversation_id=conversation.id,
             direction="in",
             channel=event.channel,
+            address=outcome.identities[0].value,
             body=event.body,
             media=list(event.media),
             provider_id=event.provider_id,
@@ -104,33 +101,25 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             media=list(event.media),
             profile_name=event.profile_name,
         )
-        thread = ConversationView(
-            conversation.id, tenant.slug, outcome.contact.id, event.medium, event.channel, received_at
-        )
+        hub.announce_link(uow, outcome)
+        uow.after_commit("on_message_received", partial(hub.call, "on_message_received", hub=hub, message=view))
+        conversation_id = conversation.id
+        uow.after_commit("answer conversation", partial(hub.responders.schedule, conversation_id))
 
-        async def fire() -> None:
-            await hub.announce_link(outcome)
-            await hub.call_all("on_message_received", hub=hub, message=view)
-            reply = await hub.call_first("respond_to_message", hub=hub, conversation=thread, message=view)
-            if isinstance(reply, Reply):
-                await record_reply(hub, thread, reply)
-
-        return [fire]
-
-    async def status(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
+    async def status(uow: UnitOfWork, event: InboxEvent) -> None:
         assert isinstance(event, DeliveryStatusEvent)
+        session = uow.session
         tenant = await hub.tenants.get(event.tenant)
         message = await session.scalar(
             select(Message).where(
                 Message.tenant_id == tenant.id, Message.channel == event.channel, Message.provider_id == event.provider_id
             )
         )
-        hub_wake = False
         if message is None:
             # A status for a message this hub did not record (sent by another system): nothing to apply.
-            return []
+            return
         if not moves_forward(message.status, event.status):
-            return []
+            return
         at = (event.reported_at or utcnow()).isoformat()
         message.status = event.status
         message.status_history = [*message.status_history, {"status": event.status, "at": at}]
@@ -148,7 +137,7 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
                     outcome = "pending"
                     notification.due_at = utcnow()
                     notification.next_attempt_at = None
-                    hub_wake = True
+                    hub.wake_dispatcher(uow)
                 notification.status = outcome
                 notification.status_history = [*notification.status_history, {"status": outcome, "at": at, **({"reason": reason} if reason else {})}]
                 if reason:
@@ -164,18 +153,12 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             error_message=event.error_message,
         )
 
-        async def fire() -> None:
-            if hub_wake:
-                hub.dispatcher.wake()
-            await hub.call_all("on_delivery_status", hub=hub, status=view)
+        uow.after_commit("on_delivery_status", partial(hub.call, "on_delivery_status", hub=hub, status=view))
 
-        return [fire]
-
-    async def opt_out(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
+    async def opt_out(uow: UnitOfWork, event: InboxEvent) -> None:
         assert isinstance(event, OptOutEvent)
         tenant = await hub.tenants.get(event.tenant)
-        await set_opt_out(session, tenant, event.address_kind, event.address, event.medium, event.opted_out)
-        return []
+        await set_opt_out(uow.session, tenant, event.address_kind, event.address, event.medium, event.opted_out)
 
     return {InboundMessage.kind: received, DeliveryStatusEvent.kind: status, OptOutEvent.kind: opt_out}
 
@@ -183,21 +166,3 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
 def _can_fall_back(notification: Notification) -> bool:
     """A failed delivery is retried on another channel unless it is too late to matter."""
     return notification.expires_at is None or utcnow() < notification.expires_at
-
-
-async def record_reply(hub: Hub, conversation: ConversationView, reply: Reply) -> None:
-    """Queue a responder's reply on the conversation's channel, through the outbox like any message."""
-    if not reply.body.strip():
-        return  # handled, nothing to say (e.g. a STOP the channel already confirmed)
-    async with hub.db.sessions.begin() as session:
-        await hub.notify(
-            session,
-            tenant=conversation.tenant,
-            request=NotificationRequest(
-                kind="reply", template="message", contact_id=conversation.contact_id,
-                channel_order=(conversation.channel,),
-                data={"text": reply.body, "responder": reply.responder, "handoff": reply.handoff, **reply.data},
-                # A reply an hour late answers a question nobody is waiting on any more.
-                expires_at=utcnow() + REPLY_EXPIRY,
-            ),
-        )

@@ -150,6 +150,8 @@ class Conversation(Base):
     external_id: Mapped[str | None] = mapped_column(String(200))
     last_inbound_at: Mapped[dt.datetime | None]
     last_outbound_at: Mapped[dt.datetime | None]
+    answered_through: Mapped[int | None] = mapped_column(BigInteger)
+    """The last inbound message the responders have dealt with (hub/responding.py)."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -163,6 +165,8 @@ class Message(Base):
     direction: Mapped[str] = mapped_column(String(8))
     """"in" or "out"."""
     channel: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(320))
+    """The sender's canonical address, for inbound messages."""
     body: Mapped[str] = mapped_column(Text, default="")
     media: Mapped[list[Any]] = mapped_column(default=list)
     provider_id: Mapped[str | None] = mapped_column(String(100))

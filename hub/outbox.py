@@ -19,30 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import LinkOutcome, link
 from hub.models import Notification, utcnow
+from hub.notifications import NotificationRequest
 from hub.tenants import TenantInfo
 
 WAKE_CHANNEL = "hub_outbox"
 FINAL_STATUSES = frozenset({"sent", "delivered", "read", "failed", "expired", "canceled", "sandboxed"})
 STATUSES = ("pending", "sending", *sorted(FINAL_STATUSES))
-
-
-@dataclass(frozen=True)
-class NotificationRequest:
-    """What to send: to a contact (or an address, linked to its contact), when, and how."""
-
-    kind: str
-    contact_id: int | None = None
-    address: str | None = None
-    """"+34600123456", "whatsapp:+34600123456" or "ana@example.com" when there is no contact id."""
-    data: dict[str, Any] = field(default_factory=dict)
-    send_at: dt.datetime | None = None
-    expires_at: dt.datetime | None = None
-    channel_order: tuple[str, ...] = ()
-    """Mediums or channel names; empty means the tenant's order."""
-    idempotency_key: str | None = None
-    template: str | None = None
-    appointment_id: int | None = None
-    locale: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ Plugins come from three places, in this order: the built-in `plugins`
 package (every module or package in it), installed distributions that expose
 the entry-point group `hub`, and every `*.py` file in the folders named by
 `plugin_dirs` (loaded by path under a private module name, never by putting
-the folder on sys.path). Hooks are only ever called through `call_all` and
-`call_first` below, because pluggy neither awaits async implementations nor
-isolates a failing one.
+the folder on sys.path). Hooks are only ever called through `HookCaller`
+below, because pluggy neither awaits async implementations nor isolates a
+failing one. How an event hook is called (the first non-None result wins, or
+every implementation runs) is declared on its spec (`firstresult=True`), not
+chosen by the caller: `HookCaller.call` reads it.
 """
 
 from __future__ import annotations
@@ -172,6 +174,24 @@ class HookCaller:
     async def call_all(self, hook: str, /, **kwargs: Any) -> list[Any]:
         """Run every implementation; return the non-None results in call order."""
         return [result for _, result in await self.call_all_named(hook, **kwargs)]
+
+    def convention(self, hook: str) -> str:
+        """How a hook is called, as its spec declares: "once" (registration), "first" or "all"."""
+        spec = getattr(self.pm.hook, hook).spec
+        if spec is None:
+            raise KeyError(f"no hook spec {hook!r}")
+        if getattr(spec.function, hookspecs.ONCE_ATTRIBUTE, False):
+            return "once"
+        return "first" if spec.opts.get("firstresult") else "all"
+
+    async def call(self, hook: str, /, **kwargs: Any) -> Any:
+        """Call an event hook as its spec declares: the first non-None result, or the list of results."""
+        convention = self.convention(hook)
+        if convention == "once":
+            raise TypeError(f"{hook} is a registration hook: it runs once at start-up through call_sync")
+        if convention == "first":
+            return await self.call_first(hook, **kwargs)
+        return await self.call_all(hook, **kwargs)
 
     async def call_first(self, hook: str, /, **kwargs: Any) -> Any:
         """Run implementations in order until one returns non-None; return it (or None)."""

@@ -25,7 +25,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from hub.errors import HubError
+from hub.errors import TemplateError
 
 DEFAULT_KINDS = ("confirmation", "reminder", "cancellation", "reschedule")
 FALLBACK_LOCALE = "en"
@@ -38,25 +38,6 @@ SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _UNDEFINED_NAME = re.compile(r"^'(?P<name>[^']*)' is undefined$")
 _MISSING_MEMBER = re.compile(r" has no (?:attribute|element) '?(?P<name>.*?)'?$")
-
-
-class TemplateError(HubError):
-    """A template is missing or broken; names the template and, for undefined variables, the variable.
-
-    `reason` is one of "missing", "syntax", "undefined", "unsafe", "broken";
-    `detail` is the human explanation and `line` the template line, when known.
-    """
-
-    def __init__(
-        self, template: str, reason: str, detail: str, *, variable: str | None = None, line: int | None = None
-    ) -> None:
-        self.template = template
-        self.reason = reason
-        self.detail = detail
-        self.variable = variable
-        self.line = line
-        where = f"{template}:{line}" if line else template
-        super().__init__(f"{where}: {detail}")
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,10 @@ class TenantInfo:
     channel_order: tuple[str, ...] = ("whatsapp", "sms", "email")
     max_attempts: int = 5
     templates_dir: str | None = None
+    responder_timeout: float = 20.0
 
 
-POLICY_FIELDS = ("reminders", "quiet_hours", "channel_order", "max_attempts", "templates_dir")
+POLICY_FIELDS = ("reminders", "quiet_hours", "channel_order", "max_attempts", "templates_dir", "responder_timeout")
 
 
 def _info(row: Tenant) -> TenantInfo:

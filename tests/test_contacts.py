@@ -336,19 +336,35 @@ def linked(record_file: Path) -> list[tuple[int, str, str]]:
 
 async def test_announce_link_fires_on_contact_linked(hub: Hub, record_file: Path) -> None:
     salon = await hub.tenants.get("salon")
-    outcome = await resolve(hub, salon, [("phone", "whatsapp:+5215512345678"), ("email", "Ana@Example.com")])
-    await hub.announce_link(outcome)
+    outcome = await announced(hub, salon, [("phone", "whatsapp:+5215512345678"), ("email", "Ana@Example.com")])
     ana = outcome.contact.id
     assert linked(record_file) == [(ana, "phone", MX_KEY), (ana, "email", "ana@example.com")]
 
     # Nothing new: nothing announced.
-    await hub.announce_link(await resolve(hub, salon, [("phone", "55 1234 5678")]))
+    await announced(hub, salon, [("phone", "55 1234 5678")])
     assert len(linked(record_file)) == 2
 
     # A merge that adds no identity is still announced, once, with the first identity named.
-    other = await resolve(hub, salon, [("chatwoot", "9")])
-    await hub.announce_link(other)
-    merge = await resolve(hub, salon, [("chatwoot", "9"), ("phone", MX_KEY)])
+    other = await announced(hub, salon, [("chatwoot", "9")])
+    merge = await announced(hub, salon, [("chatwoot", "9"), ("phone", MX_KEY)])
     assert merge.merged == [other.contact.id] and merge.added == []
-    await hub.announce_link(merge)
     assert linked(record_file)[2:] == [(other.contact.id, "chatwoot", "9"), (ana, "chatwoot", "9")]
+
+
+
+async def test_a_rolled_back_link_announces_nothing(hub: Hub, record_file: Path) -> None:
+    salon = await hub.tenants.get("salon")
+    with pytest.raises(RuntimeError):
+        async with hub.unit_of_work() as uow:
+            hub.announce_link(uow, await link(uow.session, salon, [("email", "gone@example.com")]))
+            raise RuntimeError("the use case failed after linking")
+    assert linked(record_file) == []
+    assert await all_rows(hub, Identity, Identity.value == "gone@example.com") == []
+
+
+async def announced(hub: Hub, tenant: TenantInfo, addresses: list[tuple[str, str]]) -> LinkOutcome:
+    """Link in a unit of work that announces what it added, as every use case does."""
+    async with hub.unit_of_work() as uow:
+        outcome = await link(uow.session, tenant, addresses)
+        hub.announce_link(uow, outcome)
+    return outcome

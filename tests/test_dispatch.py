@@ -32,8 +32,8 @@ async def drain(hub: Hub, rounds: int = 200) -> None:
 
 
 async def queue(hub: Hub, tenant: str = "clinic", **kwargs: Any) -> int:
-    async with hub.db.sessions.begin() as session:
-        queued = await hub.notify(session, tenant=tenant, request=NotificationRequest(**kwargs))
+    async with hub.unit_of_work() as uow:
+        queued = await hub.queue_notification(uow, tenant=tenant, request=NotificationRequest(**kwargs))
     return queued.id
 
 

@@ -20,6 +20,7 @@ import hub.hookspecs
 from hub import OutboundMessage, PermanentError, TransientError
 from hub.core import Hub
 from tests.conftest import DEFAULT_TENANTS, ROOT, TEST_PLUGINS, config_document, make_config, write_toml
+from tests.test_plugin_boundary import violations
 
 DOCS = ROOT / "docs"
 PLUGINS_MD = DOCS / "plugins.md"
@@ -113,6 +114,7 @@ def test_example_imports_only_the_public_surface() -> None:
             assert alias.name in hub.__all__, f"the example imports {alias.name}, which hub does not export"
     plain = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     assert not [name for name in plain if name.startswith("hub")], "the example uses `import hub...`"
+    assert violations(example_source(), "example_channel.py") == []  # and nothing of the hub beyond the port
 
 
 @pytest.fixture

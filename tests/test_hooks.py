@@ -29,7 +29,8 @@ async def test_hook_register_settings(hub: Hub) -> None:
 
 
 async def test_hook_register_channels(hub: Hub, client: Any) -> None:
-    assert hub.channel_plugins == {"recorder-sms": "recorder"}
+    # Twilio's channels are always there (a tenant may be configured while the hub runs).
+    assert hub.channel_plugins == {"recorder-sms": "recorder", "twilio-sms": "twilio_messaging", "twilio-whatsapp": "twilio_messaging"}
     assert hub.channels["recorder-sms"].medium == "sms"
     body = await (await client.get("/health")).json()
     assert list(body["plugins"]["recorder"]["channels"]) == ["recorder-sms"]
@@ -50,8 +51,8 @@ def test_hook_register_tools(sqlite_url: str, record_file: Path, tmp_path: Path,
 
 async def test_hook_register_template_dirs(hub: Hub) -> None:
     # The recorder plugin ships es/ping.text.j2; the dispatcher finds it after the tenant's folder.
-    async with hub.db.sessions.begin() as session:
-        queued = await hub.notify(session, tenant="clinic", request=NotificationRequest(kind="ping", address="+34600123456", data={"text": "hola"}))
+    async with hub.unit_of_work() as uow:
+        queued = await hub.queue_notification(uow, tenant="clinic", request=NotificationRequest(kind="ping", address="+34600123456", data={"text": "hola"}))
     await hub.dispatcher.dispatch_due()
     async with hub.db.sessions() as session:
         message = await session.scalar(select(Message).where(Message.notification_id == queued.id))

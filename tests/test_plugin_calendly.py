@@ -511,11 +511,15 @@ def test_settings_errors_name_the_key(sqlite_url: str, table: dict[str, Any], ke
     assert (error.value.key, error.value.problem) == (key, problem)
 
 
-async def test_without_calendly_settings_there_is_no_webhook_route(sqlite_url: str) -> None:
+async def test_without_calendly_settings_webhooks_are_refused_and_nothing_stored(sqlite_url: str) -> None:
+    # The route is always mounted (a tenant may be given Calendly settings while the hub runs),
+    # but with no signing key anywhere no request can verify.
     async with calendly_hub(sqlite_url, DEFAULT_TENANTS) as (hub, client):
         response = await client.post(WEBHOOK, data=b"{}")
-        assert response.status == 404
+        assert response.status in (401, 403)
         assert hub.plugins["calendly"].configured is False
+        async with hub.db.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(InboxEventRow)) == 0
 
 
 # --- the command line, against the stand-in -------------------------------------------

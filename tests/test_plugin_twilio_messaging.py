@@ -170,9 +170,12 @@ async def write(
 
 
 async def drain(hub: Hub, rounds: int = 200) -> None:
-    """Dispatch until nothing is due now, waiting out short retry delays (later reminders stay pending)."""
+    """Dispatch until nothing is due now, waiting out short retry delays (later reminders stay pending).
+
+    Inbox events the sends caused (an opt-out after Twilio's 21610) are processed as they come.
+    """
     for _ in range(rounds):
-        if await hub.dispatcher.dispatch_due():
+        if await hub.dispatcher.dispatch_due() + await hub.inbox.process_pending():
             continue
         soon = utcnow() + dt.timedelta(seconds=1)
         async with hub.db.sessions() as session:
@@ -186,9 +189,10 @@ async def drain(hub: Hub, rounds: int = 200) -> None:
 
 
 async def process(hub: Hub) -> None:
-    """Run the inbox worker until nothing is due (its after-commit hooks included)."""
+    """Run the inbox worker until nothing is due (its after-commit hooks included), then the responders."""
     while await hub.inbox.process_pending():
         pass
+    await hub.responders.answer_pending()
 
 
 async def count(hub: Hub, model: Any) -> int:
@@ -297,6 +301,25 @@ async def test_reminder_is_a_template_outside_the_window_and_free_text_inside(da
         assert sent.get("To") == f"whatsapp:{PHONE}"
         assert "Hola Ana, te recordamos tu cita de Limpieza dental en Clínica Sol" in (sent.get("Body") or "")
         assert all(set(r.form) <= CREATE_FIELDS for r in standin.received)
+
+
+async def test_stop_is_stored_with_the_webhook_and_applied_once(database_url: str, standin: TwilioStandIn) -> None:
+    hub = build_hub(database_url, twilio_table(standin))
+    async with serving(hub) as served:
+        sid = new_sid()
+        status, _ = await write(served, standin, PHONE, "STOP", sid=sid)
+        assert status == 200
+        # Before any worker ran (a crash right after answering Twilio): the opt-out is already durable.
+        async with hub.db.sessions() as session:
+            kinds = (await session.scalars(select(InboxEventRow.kind).order_by(InboxEventRow.id))).all()
+        assert kinds == ["message.received", "contact.opt_out"]
+        # Twilio retries the same webhook: nothing new is stored, and it is applied once.
+        await write(served, standin, PHONE, "STOP", sid=sid)
+        assert await count(hub, InboxEventRow) == 2
+    restarted = build_hub(database_url, twilio_table(standin))
+    async with restarted.running():
+        await process(restarted)
+        assert await opted_out(restarted, "phone", PHONE) == {"sms"}
 
 
 async def test_stop_moves_the_next_reminder_to_email(database_url: str, standin: TwilioStandIn) -> None:
@@ -744,8 +767,8 @@ async def test_tenants_send_from_their_own_account_and_messaging_service(databas
 async def test_rate_limit_is_retried_after_retry_after(database_url: str, standin: TwilioStandIn) -> None:
     hub = build_hub(database_url, twilio_table(standin))
     async with hub.running():
-        async with hub.db.sessions.begin() as session:
-            queued = await hub.notify(session, tenant="clinic", request=NotificationRequest(
+        async with hub.unit_of_work() as uow:
+            queued = await hub.queue_notification(uow, tenant="clinic", request=NotificationRequest(
                 kind="message", address=PHONE, data={"text": "Mañana cerramos a las 14:00."}, channel_order=("sms",)))
         standin.fail_next(1, Failure(429, 20429, "Too Many Requests", retry_after="30"))
         before = utcnow()
@@ -779,8 +802,8 @@ async def test_21610_opts_the_phone_out_of_that_medium(database_url: str, standi
 
 
 async def queue_text(hub: Hub, contact_id: int, order: tuple[str, ...]) -> int:
-    async with hub.db.sessions.begin() as session:
-        queued = await hub.notify(session, tenant="clinic", request=NotificationRequest(
+    async with hub.unit_of_work() as uow:
+        queued = await hub.queue_notification(uow, tenant="clinic", request=NotificationRequest(
             kind="message", contact_id=contact_id, data={"text": "Mañana cerramos a las 14:00."}, channel_order=order))
     return queued.id
 
@@ -823,7 +846,7 @@ def test_hub_plugins_shows_both_channels_with_the_token_masked(sqlite_url: str, 
     assert row["channels"] == ["twilio-sms", "twilio-whatsapp"]
     assert (row["configured"], row["mode"], row["origin"]) == (True, "live", "builtin")
     assert row["settings"]["auth_token"] == "********"
-    assert set(row["hooks"]) >= {"register_channels", "register_routes", "on_message_received", "respond_to_message", "on_shutdown"}
+    assert set(row["hooks"]) >= {"register_channels", "register_routes", "respond_to_message", "on_shutdown"}
     text = run_cli("plugins", config=config, env=ENV)
     assert "twilio-sms, twilio-whatsapp" in text.stdout
     assert TOKEN not in result.stdout + result.stderr + text.stdout + text.stderr

@@ -37,9 +37,9 @@ def start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
 async def fill(database_url: str, count: int) -> None:
     hub = Hub.build(make_config(database_url))
     async with hub.running():
-        async with hub.db.sessions.begin() as session:
+        async with hub.unit_of_work() as uow:
             for i in range(count):
-                await hub.notify(session, tenant="clinic", request=NotificationRequest(
+                await hub.queue_notification(uow, tenant="clinic", request=NotificationRequest(
                     kind="message", address=f"+346001{i:05d}", data={"text": f"n{i}"}, channel_order=("whatsapp",)))
 
 

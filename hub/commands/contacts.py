@@ -77,7 +77,7 @@ async def show(hub: Hub, contact_id: int, tenant: str) -> None:
         opted = f"  (opted out: {', '.join(sorted(ident.opted_out))})" if ident.opted_out else ""
         click.echo(f"  {ident.kind}: {ident.value}{opted}")
     ref = ContactRef(contact.id, info.slug, contact.name, contact.locale, contact.timezone)
-    for section in await hub.call_all("contact_context", hub=hub, contact=ref):
+    for section in await hub.call("contact_context", hub=hub, contact=ref):
         click.echo(f"{section.title}:")
         for line in section.lines:
             click.echo(f"  {line}")

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from hub.cli import with_open_hub
 from hub.core import Hub
 from hub.models import DeliveryAttempt, Notification
-from hub.outbox import FINAL_STATUSES, STATUSES, NotificationRequest
+from hub.notifications import NotificationRequest
+from hub.outbox import FINAL_STATUSES, STATUSES
 from hub.phones import InvalidAddress
 
 
@@ -38,13 +39,12 @@ async def send(hub: Hub, tenant: str, to: str, kind: str, channels: tuple[str, .
             raise click.BadParameter(f"no channel or medium {channel!r} (have: {', '.join(sorted([*hub.channels, *mediums]))})", param_hint="--channel")
     async with hub.workers():
         try:
-            async with hub.db.sessions.begin() as session:
-                queued = await hub.notify(
-                    session, tenant=tenant, request=NotificationRequest(kind=kind, address=to, data=data, channel_order=channels)
-                )
+            notification_id = await hub.notify(
+                tenant=tenant, request=NotificationRequest(kind=kind, address=to, data=data, channel_order=channels)
+            )
         except InvalidAddress as exc:
             raise click.BadParameter(exc.reason, param_hint="--to") from None
-        row = await _wait(hub, queued.id, timeout)
+        row = await _wait(hub, notification_id, timeout)
     click.echo(_describe(row))
     async with hub.db.sessions() as session:
         for attempt in (await session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.notification_id == row.id).order_by(DeliveryAttempt.id))).all():

@@ -47,18 +47,19 @@ contact's when it has none.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-import click
 from aiohttp import web
 
-from hub import Tool, hookimpl
+from hub import HubPort, Tool, hookimpl
 
-from .commands import calendly
 from .runtime import NAME, CalendlyPlugin
 from .settings import Settings
 from .tools import tools_for
 from .webhooks import routes
+
+if TYPE_CHECKING:
+    import click
 
 __all__ = ["NAME", "Settings"]
 
@@ -69,15 +70,13 @@ def register_settings() -> type[Settings]:
 
 
 @hookimpl
-def register_routes(hub: Any) -> list[web.RouteDef] | None:
-    plugin = CalendlyPlugin.of(hub)
-    if not plugin.configured():
-        return None
-    return routes(plugin)
+def register_routes(hub: HubPort) -> list[web.RouteDef] | None:
+    # Always mounted: a tenant may get Calendly settings while the hub runs.
+    return routes(CalendlyPlugin.of(hub))
 
 
 @hookimpl
-def register_tools(hub: Any, tenant: str) -> list[Tool] | None:
+def register_tools(hub: HubPort, tenant: str) -> list[Tool] | None:
     plugin = CalendlyPlugin.of(hub)
     if plugin.settings(tenant) is None:
         return None
@@ -86,16 +85,16 @@ def register_tools(hub: Any, tenant: str) -> list[Tool] | None:
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
+    from .commands import calendly  # the CLI loads only when a command line is built
+
     cli.add_command(calendly)
 
 
 @hookimpl
-async def on_startup(hub: Any) -> None:
-    plugin = CalendlyPlugin.of(hub)
-    if plugin.configured():
-        await plugin.open()
+async def on_startup(hub: HubPort) -> None:
+    await CalendlyPlugin.of(hub).open()
 
 
 @hookimpl
-async def on_shutdown(hub: Any) -> None:
+async def on_shutdown(hub: HubPort) -> None:
     await CalendlyPlugin.of(hub).close()

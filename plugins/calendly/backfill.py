@@ -53,7 +53,7 @@ async def backfill(
     """Upsert every active invitee of these events; a second run changes nothing."""
     client = plugin.client(tenant)
     settings = plugin.require_settings(tenant)
-    region = (await plugin.hub.tenants.get(tenant)).default_region
+    region = (await plugin.hub.tenant(tenant)).default_region
     report = SyncReport(events=len(events))
     for event in events:
         async for invitee in client.invitees(str(event.get("uri", ""))):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import secrets
 import sys
@@ -11,7 +10,7 @@ from typing import TypeVar
 
 import click
 
-from hub import HubError, hub_from_context
+from hub import run_with_hub
 
 from .backfill import backfill, list_upcoming
 from .client import WEBHOOK_EVENTS, CalendlyError
@@ -25,16 +24,7 @@ _tenant_option = click.option("--tenant", required=True, help="Tenant slug.")
 
 def _run(body: Callable[[CalendlyPlugin], Awaitable[T]]) -> T:
     """Open the hub around an async command body; hub errors become one line and exit status 1."""
-    hub = hub_from_context()
-
-    async def main() -> T:
-        async with hub.running():
-            return await body(CalendlyPlugin.of(hub))
-
-    try:
-        return asyncio.run(main())
-    except HubError as exc:
-        raise click.ClickException(str(exc)) from None
+    return run_with_hub(lambda hub: body(CalendlyPlugin.of(hub)))
 
 
 @click.group(name="calendly")
@@ -49,7 +39,7 @@ def subscribe(tenant: str, replace: bool) -> None:
     """Subscribe the tenant's organisation to booking webhooks and store the signing key."""
 
     async def body(plugin: CalendlyPlugin) -> None:
-        await plugin.hub.tenants.get(tenant)
+        await plugin.hub.tenant(tenant)
         settings = plugin.require_settings(tenant)
         client = plugin.client(tenant)
         _, organization = await plugin.owner(tenant, client)
@@ -91,7 +81,7 @@ def sync(tenant: str) -> None:
     """Backfill upcoming Calendly bookings so they get their reminders (safe to run again)."""
 
     async def body(plugin: CalendlyPlugin) -> None:
-        await plugin.hub.tenants.get(tenant)
+        await plugin.hub.tenant(tenant)
         events = await list_upcoming(plugin, tenant, dt.datetime.now(dt.UTC))
         if sys.stderr.isatty():
             with click.progressbar(length=len(events), label="syncing Calendly events", file=sys.stderr) as bar:
@@ -111,7 +101,7 @@ def check(tenant: str) -> None:
     """Check the tenant's token; show its user, organisation, subscription and event types."""
 
     async def body(plugin: CalendlyPlugin) -> None:
-        await plugin.hub.tenants.get(tenant)
+        await plugin.hub.tenant(tenant)
         settings = plugin.require_settings(tenant)
         client = plugin.client(tenant)
         me = await plugin.me(tenant, client)

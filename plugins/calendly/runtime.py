@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from hub import Hub, HubError
+from hub import HubError, HubPort
 
 from .client import CalendlyClient, CalendlyError
 from .settings import Settings
@@ -27,21 +27,21 @@ class NotConfigured(HubError):
 class CalendlyPlugin:
     """Everything the Calendly hooks, routes, tools and commands share for one hub."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubPort) -> None:
         self.hub = hub
         self._session: aiohttp.ClientSession | None = None
         self._users: dict[str, dict[str, Any]] = {}
         """Tenant -> its token's user, from /users/me."""
 
     @classmethod
-    def of(cls, hub: Hub) -> CalendlyPlugin:
+    def of(cls, hub: HubPort) -> CalendlyPlugin:
         """The one instance for this hub, made on first use.
 
         Every hook, route and command receives the hub and nothing else of
         the plugin's, and plugins keep no module-level state, so the
         instance hangs off the hub it belongs to.
         """
-        return hub.plugin_runtime(NAME, cls)
+        return hub.runtime(NAME, cls)
 
     # --- settings ---------------------------------------------------------------
 
@@ -59,8 +59,8 @@ class CalendlyPlugin:
         return settings
 
     def configured_tenants(self) -> list[str]:
-        """The config's tenants that have Calendly settings."""
-        return [slug for slug in self.hub.config.tenants if self.settings(slug) is not None]
+        """The tenants that have Calendly settings."""
+        return self.hub.configured_tenants(NAME)
 
     def configured(self) -> bool:
         """Whether any tenant (or the plugin's own table) has Calendly settings."""
@@ -109,7 +109,7 @@ class CalendlyPlugin:
 
     def callback_url(self, tenant: str) -> str:
         """Where Calendly should post this tenant's events (the tenant in the query saves trying every key)."""
-        return f"{self.hub.config.hub.public_url.rstrip('/')}{WEBHOOK_PATH}?tenant={quote(tenant, safe='')}"
+        return f"{self.hub.public_url}{WEBHOOK_PATH}?tenant={quote(tenant, safe='')}"
 
     async def subscription(self, tenant: str) -> dict[str, Any] | None:
         """What `hub calendly subscribe` stored for the tenant, or None."""

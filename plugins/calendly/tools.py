@@ -26,7 +26,7 @@ def tools_for(plugin: CalendlyPlugin, tenant: str) -> list[Tool]:
 
     async def availability(event_type: str, start: str, end: str) -> dict[str, Any]:
         client = plugin.client(tenant)
-        zone = ZoneInfo((await plugin.hub.tenants.get(tenant)).timezone)
+        zone = ZoneInfo((await plugin.hub.tenant(tenant)).timezone)
         lower, upper = parse_range(start, end, zone, now=dt.datetime.now(dt.UTC))
         uri = await resolve_event_type(plugin, tenant, client, event_type)
         slots = await client.available_times(uri, lower, upper)

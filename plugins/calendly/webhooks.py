@@ -69,14 +69,14 @@ def routes(plugin: CalendlyPlugin) -> list[web.RouteDef]:
             log.info("calendly_reschedule_cancel_ignored", tenant=tenant)
             return web.json_response({"accepted": False, "ignored": "rescheduled"})
         settings = plugin.require_settings(tenant)
-        region = (await hub.tenants.get(tenant)).default_region
+        region = (await hub.tenant(tenant)).default_region
         try:
             booking = booking_from_invitee(payload, status=status, region=region, phone_questions=settings.phone_questions)
         except Unmappable as exc:
             # Authentic but unusable: answering an error would only make Calendly retry it for a day.
             log.warning("calendly_webhook_unmappable", tenant=tenant, event=name, reason=str(exc))
             return web.json_response({"accepted": False, "ignored": str(exc)})
-        new = await hub.inbox.accept(booking.event(tenant), source=SOURCE, dedupe_key=dedupe_key(tenant, name, envelope))
+        new = await hub.accept(booking.event(tenant), source=SOURCE, dedupe_key=dedupe_key(tenant, name, envelope))
         return web.json_response({"accepted": new})
 
     return [web.post("/events", events, name="events")]

@@ -50,11 +50,10 @@ Logs never carry bodies, subjects or addresses.
 
 from __future__ import annotations
 
-from typing import Any
 
 import structlog
 
-from hub import Delivery, Health, OutboundMessage, PermanentError, TransientError, hookimpl
+from hub import Delivery, Health, HubPort, OutboundMessage, PermanentError, TransientError, hookimpl
 
 from .message import build_message, recipient
 from .settings import Settings
@@ -70,7 +69,7 @@ class SmtpEmailChannel:
     medium = "email"
     address_kind = "email"
 
-    def __init__(self, hub: Any, settings: Settings) -> None:
+    def __init__(self, hub: HubPort, settings: Settings) -> None:
         self.hub = hub
         self.settings = settings
         self.sandbox = settings.sandbox
@@ -111,7 +110,7 @@ def register_settings() -> type[Settings]:
 
 
 @hookimpl
-def register_channels(hub: Any) -> list[SmtpEmailChannel]:
+def register_channels(hub: HubPort) -> list[SmtpEmailChannel]:
     settings = hub.settings_for(NAME)
     if settings is None:  # no [plugins.smtp_email] table: loaded, not configured
         return []

@@ -83,26 +83,27 @@ responders after this one never see them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-import click
 import structlog
 from aiohttp import web
 
-from hub import Reply, hookimpl
+from hub import Conversation, HubPort, ReceivedMessage, Reply, hookimpl
 
-from .commands import add_commands
 from .keywords import classify
 from .sending import CHANNEL_NAMES, NAME, SMS, WHATSAPP, TwilioChannel, TwilioClients
 from .settings import Settings
 from .webhooks import routes
 
+if TYPE_CHECKING:
+    import click
+
 __all__ = ["Settings", "TwilioChannel"]
 
 
-def configured_anywhere(hub: Any) -> bool:
-    """The plugin's own table, or at least one tenant's."""
-    return hub.settings_for(NAME) is not None or any(NAME in tenant.plugins for tenant in hub.config.tenants.values())
+def clients(hub: HubPort) -> TwilioClients:
+    """The process's Twilio clients: tenants on one account share one connection pool for both mediums."""
+    return hub.runtime(NAME, lambda _hub: TwilioClients())
 
 
 @hookimpl
@@ -111,48 +112,32 @@ def register_settings() -> type[Settings]:
 
 
 @hookimpl
-def register_channels(hub: Any) -> list[TwilioChannel]:
-    if not configured_anywhere(hub):
-        return []
-    clients = TwilioClients()  # shared: tenants on one account use one connection pool for both mediums
+def register_channels(hub: HubPort) -> list[TwilioChannel]:
+    # Always registered: a tenant may be configured while the hub runs; a send for a tenant
+    # without settings fails permanently and the dispatcher skips the channel for it.
     settings = hub.settings_for(NAME)
-    return [TwilioChannel(hub, WHATSAPP, clients, settings), TwilioChannel(hub, SMS, clients, settings)]
+    return [TwilioChannel(hub, WHATSAPP, clients(hub), settings), TwilioChannel(hub, SMS, clients(hub), settings)]
 
 
 @hookimpl
-def register_routes(hub: Any) -> list[web.RouteDef]:
-    return routes(hub) if configured_anywhere(hub) else []
+def register_routes(hub: HubPort) -> list[web.RouteDef]:
+    return routes(hub)
 
 
 @hookimpl
 def register_commands(cli: click.Group) -> None:
+    from .commands import add_commands  # the CLI loads only when a command line is built
+
     add_commands(cli)
 
 
 @hookimpl
-async def on_shutdown(hub: Any) -> None:
-    channel = hub.channels.get(WHATSAPP.name)
-    if isinstance(channel, TwilioChannel):
-        await channel.clients.close()
-
-
-@hookimpl
-async def on_message_received(hub: Any, message: Any) -> None:
-    """Record STOP / START keywords as an opt-out or opt-in of the medium they came on."""
-    if message.channel not in CHANNEL_NAMES:
-        return
-    action = classify(message.body, message.medium)
-    if action not in ("stop", "start"):
-        return
-    changed = await hub.set_opt_out(message.tenant, "phone", message.address, message.medium, action == "stop")
-    structlog.get_logger("plugins.twilio_messaging").info(
-        "twilio_opt_out" if action == "stop" else "twilio_opt_in",
-        tenant=message.tenant, medium=message.medium, contact_id=message.contact_id, changed=changed,
-    )
+async def on_shutdown(hub: HubPort) -> None:
+    await clients(hub).close()
 
 
 @hookimpl(tryfirst=True)
-def respond_to_message(hub: Any, conversation: Any, message: Any) -> Reply | None:
+def respond_to_message(hub: HubPort, conversation: Conversation, message: ReceivedMessage) -> Reply | None:
     """HELP gets the tenant's help text; STOP and START are handled with no reply (Twilio confirms STOP on SMS)."""
     if message.channel not in CHANNEL_NAMES:
         return None

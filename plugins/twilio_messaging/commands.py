@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
 import click
 
-from hub import hub_from_context
+from hub import HubPort, run_with_hub
 
 from .sending import NAME, find_template, locale_candidates
 from .settings import Settings, locale_key
@@ -48,18 +46,19 @@ def add_commands(cli: click.Group) -> None:
         """Twilio WhatsApp and SMS (the twilio_messaging plugin)."""
 
     @twilio.command()
-    @click.option("--tenant", "only", default=None, help="Only this tenant (default: every tenant in the config).")
+    @click.option("--tenant", "only", default=None, help="Only this tenant (default: every tenant configured for Twilio).")
     def templates(only: str | None) -> None:
         """List the WhatsApp Content templates per tenant and locale; exit 1 if a kind has none."""
-        hub: Any = hub_from_context()
-        tenants = hub.config.tenants
-        if only is not None and only not in tenants:
-            raise click.ClickException(f"no tenant {only!r} in {hub.config.path}")
-        missing = 0
-        for slug in [only] if only else list(tenants):
-            lines, absent = template_report(slug, hub.settings_for(NAME, slug), tenants[slug].locale)
-            missing += absent
-            for line in lines:
-                click.echo(line)
-        if missing:
+
+        async def report(hub: HubPort) -> int:
+            slugs = [(await hub.tenant(only)).slug] if only else hub.configured_tenants(NAME)
+            missing = 0
+            for slug in slugs:
+                lines, absent = template_report(slug, hub.settings_for(NAME, slug), (await hub.tenant(slug)).locale)
+                missing += absent
+                for line in lines:
+                    click.echo(line)
+            return missing
+
+        if run_with_hub(report):
             raise click.exceptions.Exit(1)

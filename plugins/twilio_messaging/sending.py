@@ -26,7 +26,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from hub import Delivery, Health, HubError, OutboundMessage, PermanentError, TransientError
+from hub import Delivery, Health, HubPort, OutboundMessage, PermanentError, TemplateError, TransientError
 
 from .settings import ContentTemplate, Settings, locale_key
 
@@ -103,14 +103,14 @@ def build_request(
     settings: Settings,
     sender: Sender,
     *,
-    hub: Any,
+    hub: HubPort,
     tenant_locale: str,
     tenant_timezone: str,
     now: dt.datetime,
 ) -> dict[str, Any]:
     """The keyword arguments of `messages.create_async` for this message; PermanentError if it cannot be sent."""
     request: dict[str, Any] = {
-        "status_callback": status_callback_url(settings, hub.config.hub.public_url, message.tenant),
+        "status_callback": status_callback_url(settings, hub.public_url, message.tenant),
     }
     if sender.medium == "whatsapp":
         request["to"] = f"{WHATSAPP_PREFIX}{message.to}"
@@ -153,17 +153,17 @@ def build_request(
 
 
 def render_variables(
-    template: ContentTemplate, message: OutboundMessage, *, hub: Any, locale: str, timezone: str
+    template: ContentTemplate, message: OutboundMessage, *, hub: HubPort, locale: str, timezone: str
 ) -> dict[str, str]:
     """Each Content variable rendered from its Jinja expression; PermanentError naming a broken one."""
     values: dict[str, str] = {}
     for number, expression in template.variables.items():
         try:
-            values[number] = hub.templates.render_inline(
+            values[number] = hub.render_inline(
                 expression, locale=locale, timezone=timezone, context=message.data,
                 name=f"twilio_messaging content variable {number} of {template.content_sid}",
             )
-        except HubError as exc:  # the core's TemplateError, naming the variable and the reason
+        except TemplateError as exc:  # names the variable and the reason
             raise PermanentError(f"WhatsApp template variable {number}: {exc}", code="bad_variable") from None
     return values
 
@@ -297,7 +297,7 @@ class TwilioChannel:
 
     address_kind = "phone"
 
-    def __init__(self, hub: Any, sender: Sender, clients: TwilioClients, settings: Settings | None) -> None:
+    def __init__(self, hub: HubPort, sender: Sender, clients: TwilioClients, settings: Settings | None) -> None:
         self.hub = hub
         self.sender = sender
         self.name = sender.name
@@ -313,14 +313,14 @@ class TwilioChannel:
         settings: Settings | None = self.hub.settings_for(NAME, message.tenant)
         if settings is None:
             raise PermanentError(f"twilio_messaging is not configured for tenant {message.tenant}", code="not_configured")
-        tenant = self.hub.config.tenants.get(message.tenant)
+        tenant = await self.hub.tenant(message.tenant)
         request = build_request(
             message,
             settings,
             self.sender,
             hub=self.hub,
-            tenant_locale=tenant.locale if tenant is not None else "en",
-            tenant_timezone=tenant.timezone if tenant is not None else "UTC",
+            tenant_locale=tenant.locale,
+            tenant_timezone=tenant.timezone,
             now=dt.datetime.now(dt.UTC),
         )
         shape = "template" if "content_sid" in request else "free-form"

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.request_validator import (
@@ -33,8 +34,9 @@ from twilio.request_validator import (
     get_signature_algorithm,
 )
 
-from hub import DeliveryStatusEvent, HubError, InboundMessage, InvalidAddress, normalize_phone
+from hub import DeliveryStatusEvent, HubError, HubPort, InboundMessage, InvalidAddress, normalize_phone
 
+from .keywords import classify
 from .sending import NAME, SMS, WHATSAPP, WHATSAPP_PREFIX, public_base
 from .settings import Settings
 
@@ -95,12 +97,12 @@ class TenantMatch:
 class SenderDirectory:
     """Which tenants own a Twilio number or Messaging Service, read once from the (immutable) config."""
 
-    def __init__(self, hub: Any) -> None:
+    def __init__(self, hub: HubPort) -> None:
         self.hub = hub
         self.settings: dict[str, Settings] = {}
         self.by_number: dict[str, list[str]] = {}
         self.by_service: dict[str, list[str]] = {}
-        for slug in hub.config.tenants:
+        for slug in hub.configured_tenants(NAME):
             settings = hub.settings_for(NAME, slug)
             if settings is None:
                 continue
@@ -118,10 +120,8 @@ class SenderDirectory:
 
     async def known(self, slug: str) -> bool:
         """Whether a tenant exists: in config, or made with `hub tenants create` (a cached lookup)."""
-        if slug in self.hub.config.tenants:
-            return True
         try:
-            await self.hub.tenants.get(slug)
+            await self.hub.tenant(slug)
         except HubError:
             return False
         return True
@@ -149,7 +149,7 @@ class SenderDirectory:
             settings = self.settings_for(slug)
             assert settings is not None  # candidates() only returns configured tenants
             # Twilio signs the URL it called: the public one, query string included, not what the proxy forwarded.
-            url = public_base(settings, self.hub.config.hub.public_url) + request.raw_path
+            url = public_base(settings, self.hub.public_url) + request.raw_path
             signing_key = settings.webhook_signing_key.get_secret_value() if settings.webhook_signing_key else None
             if signature_ok(url, form, request.headers, auth_token=settings.auth_token.get_secret_value(), signing_key=signing_key):
                 signed.append(TenantMatch(slug, settings))
@@ -180,9 +180,10 @@ def _text(form: MultiDictProxy[Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def routes(hub: Any) -> list[web.RouteDef]:
+def routes(hub: HubPort) -> list[web.RouteDef]:
     """The plugin's routes; the handlers are closures over `hub` and its tenants' senders."""
     directory = SenderDirectory(hub)
+    log = structlog.get_logger("plugins.twilio_messaging")
 
     async def inbound(request: web.Request) -> web.Response:
         """POST /webhooks/twilio_messaging/inbound: a WhatsApp or SMS message to one of our numbers."""
@@ -203,7 +204,15 @@ def routes(hub: Any) -> list[web.RouteDef]:
             media=_media(form),
             received_at=dt.datetime.now(dt.UTC),
         )
-        await hub.inbox.accept(event, source=NAME, dedupe_key=message_sid)
+        await hub.accept(event, source=NAME, dedupe_key=message_sid)
+        action = classify(event.body, channel.medium)
+        if action in ("stop", "start"):
+            # Stored before Twilio gets its answer: a crash now means a retry, never a lost opt-out.
+            await hub.request_opt_out(
+                match.slug, address_kind="phone", address=sender, medium=channel.medium, opted_out=action == "stop",
+                source=NAME, dedupe_key=f"opt-out:{message_sid}",
+            )
+            log.info("twilio_opt_out" if action == "stop" else "twilio_opt_in", tenant=match.slug, medium=channel.medium)
         return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
     async def status(request: web.Request) -> web.Response:
@@ -228,7 +237,7 @@ def routes(hub: Any) -> list[web.RouteDef]:
             error_message=_text(form, "ErrorMessage") or _text(form, "ChannelStatusMessage"),
             reported_at=dt.datetime.now(dt.UTC),
         )
-        await hub.inbox.accept(event, source=NAME, dedupe_key=f"{message_sid}:{state}")
+        await hub.accept(event, source=NAME, dedupe_key=f"{message_sid}:{state}")
         return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
     return [web.post("/inbound", inbound, name="inbound"), web.post("/status", status, name="status")]

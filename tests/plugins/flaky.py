@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub import ContextSection, hookimpl
+from hub import ContextSection, HubPort, hookimpl
 
 
 @hookimpl
-async def on_message_received(hub: Any, message: Any) -> None:
+async def on_message_received(hub: HubPort, message: Any) -> None:
     raise RuntimeError("flaky plugin always fails here")
 
 
 @hookimpl(tryfirst=True)
-def contact_context(hub: Any, contact: Any) -> ContextSection:
+def contact_context(hub: HubPort, contact: Any) -> ContextSection:
     raise ValueError("flaky context")

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from hub import Delivery, Health, OutboundMessage, PermanentError, ProviderSettings, TransientError, hookimpl
+from hub import Delivery, Health, HubPort, OutboundMessage, PermanentError, ProviderSettings, TransientError, hookimpl
 
 NAME = "http_sink"
 
@@ -63,13 +63,15 @@ def register_settings() -> type[Settings]:
 
 
 @hookimpl
-def register_channels(hub: Any) -> list[SinkChannel]:
+def register_channels(hub: HubPort) -> list[SinkChannel]:
     settings = hub.settings_for(NAME)
-    return [SinkChannel(settings)] if settings is not None else []
+    if settings is None:
+        return []
+    # Kept in the plugin's runtime so on_shutdown can close its session.
+    return [hub.runtime(NAME, lambda _hub: SinkChannel(settings))]
 
 
 @hookimpl
-async def on_shutdown(hub: Any) -> None:
-    channel = hub.channels.get("sink-whatsapp")
-    if channel is not None:
-        await channel.close()
+async def on_shutdown(hub: HubPort) -> None:
+    if hub.settings_for(NAME) is not None:
+        await hub.runtime(NAME, lambda _hub: SinkChannel(hub.settings_for(NAME))).close()

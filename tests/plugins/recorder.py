@@ -21,11 +21,13 @@ from hub import (
     Health,
     InboundMessage,
     DeliveryStatusEvent,
+    HubPort,
     OutboundMessage,
     ProviderSettings,
     Reply,
     Tool,
     hookimpl,
+    hub_from_context,
 )
 
 NAME = "recorder"
@@ -38,7 +40,7 @@ class Settings(ProviderSettings):
     greeting: str = "hello"
 
 
-def record(hub: Any, hook: str, **data: Any) -> None:
+def record(hub: HubPort, hook: str, **data: Any) -> None:
     settings = hub.settings_for(NAME)
     if settings is None or not settings.record_file:
         return
@@ -70,13 +72,13 @@ def register_settings() -> type[Settings]:
 
 
 @hookimpl
-def register_channels(hub: Any) -> list[EchoChannel]:
+def register_channels(hub: HubPort) -> list[EchoChannel]:
     settings = hub.settings_for(NAME)
     return [EchoChannel(settings)] if settings is not None else []
 
 
 @hookimpl
-def register_routes(hub: Any) -> list[web.RouteDef]:
+def register_routes(hub: HubPort) -> list[web.RouteDef]:
     async def inbound(request: web.Request) -> web.Response:
         data = await request.json()
         if not isinstance(data, dict) or not {"tenant", "from", "id"} <= set(data):
@@ -91,7 +93,7 @@ def register_routes(hub: Any) -> list[web.RouteDef]:
             provider_id=data["id"],
             profile_name=data.get("name"),
         )
-        new = await hub.inbox.accept(event, source=NAME, dedupe_key=data["id"])
+        new = await hub.accept(event, source=NAME, dedupe_key=data["id"])
         return web.json_response({"accepted": new})
 
     async def status(request: web.Request) -> web.Response:
@@ -99,14 +101,14 @@ def register_routes(hub: Any) -> list[web.RouteDef]:
         event = DeliveryStatusEvent(
             tenant=data["tenant"], channel=data["channel"], provider_id=data["id"], status=data["status"]
         )
-        new = await hub.inbox.accept(event, source=NAME, dedupe_key=f"{data['id']}:{data['status']}")
+        new = await hub.accept(event, source=NAME, dedupe_key=f"{data['id']}:{data['status']}")
         return web.json_response({"accepted": new})
 
     return [web.post("/inbound", inbound), web.post("/status", status)]
 
 
 @hookimpl
-def register_tools(hub: Any, tenant: str) -> list[Tool]:
+def register_tools(hub: HubPort, tenant: str) -> list[Tool]:
     async def echo(text: str) -> str:
         return text
 
@@ -127,48 +129,46 @@ def register_commands(cli: click.Group) -> None:
     @group.command()
     def ping() -> None:
         """Print pong and the greeting setting."""
-        from hub.cli import hub_from_context
-
         click.echo(f"pong {hub_from_context().settings_for(NAME).greeting}")
 
 
 @hookimpl
-async def on_startup(hub: Any) -> None:
+async def on_startup(hub: HubPort) -> None:
     record(hub, "on_startup")
 
 
 @hookimpl
-async def on_shutdown(hub: Any) -> None:
+async def on_shutdown(hub: HubPort) -> None:
     record(hub, "on_shutdown")
 
 
 @hookimpl
-async def on_message_received(hub: Any, message: Any) -> None:
+async def on_message_received(hub: HubPort, message: Any) -> None:
     record(hub, "on_message_received", tenant=message.tenant, contact_id=message.contact_id, body=message.body, medium=message.medium, address=message.address)
 
 
 @hookimpl
-def on_delivery_status(hub: Any, status: Any) -> None:
+def on_delivery_status(hub: HubPort, status: Any) -> None:
     record(hub, "on_delivery_status", provider_id=status.provider_id, status=status.status, message_id=status.message_id)
 
 
 @hookimpl
-def on_appointment_changed(hub: Any, appointment: Any, change: str) -> None:
+def on_appointment_changed(hub: HubPort, appointment: Any, change: str) -> None:
     record(hub, "on_appointment_changed", appointment_id=appointment.id, change=change)
 
 
 @hookimpl
-def on_contact_linked(hub: Any, contact: Any, identity: Any) -> None:
+def on_contact_linked(hub: HubPort, contact: Any, identity: Any) -> None:
     record(hub, "on_contact_linked", contact_id=contact.id, kind=identity.kind, value=identity.value)
 
 
 @hookimpl
-async def respond_to_message(hub: Any, conversation: Any, message: Any) -> Reply | None:
+async def respond_to_message(hub: HubPort, conversation: Any, message: Any) -> Reply | None:
     if message.body.startswith("echo "):
         return Reply(message.body.removeprefix("echo "), responder=NAME)
     return None
 
 
 @hookimpl
-def contact_context(hub: Any, contact: Any) -> ContextSection:
+def contact_context(hub: HubPort, contact: Any) -> ContextSection:
     return ContextSection("Recorder", [f"contact {contact.id} of {contact.tenant}"])

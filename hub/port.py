@@ -1,0 +1,147 @@
+"""The port: everything a plugin may use of the hub, and nothing else.
+
+Every hook that receives the hub receives it typed as `HubPort`. Plugins
+code against this interface only (a test and the type checker enforce it):
+the core behind it may change, the port changes only on purpose, and each
+member is documented here for plugin authors (see also docs/plugins.md).
+
+The hub is handed to plugins only once it is fully built; `on_startup`
+runs after the database is ready. Importing this module is light: it pulls
+in no database engine, CLI or HTTP server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from hub.appointments import AppointmentInput
+    from hub.events import AppointmentRef, InboxEvent
+    from hub.notifications import NotificationRequest
+    from hub.responders import ContextSection, Tool
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TenantProfile:
+    """What a plugin may know about a tenant."""
+
+    slug: str
+    name: str
+    default_region: str
+    """ISO 3166 region used to read phone numbers written without a country code."""
+    timezone: str
+    """IANA time zone, e.g. "Europe/Madrid"."""
+    locale: str
+    """Default locale of the tenant's messages, e.g. "es" or "es-MX"."""
+
+
+@dataclass(frozen=True)
+class AppointmentUpdate:
+    """What `HubPort.upsert_appointment` did: the appointment after it, and the change.
+
+    `change` is "created", "updated", "rescheduled", "reinstated", "canceled",
+    "no_show" or "unchanged".
+    """
+
+    appointment: AppointmentRef
+    change: str
+    notifications: tuple[int, ...] = ()
+    """Ids of the notifications this upsert created or re-armed."""
+
+
+class HubPort(Protocol):
+    """The hub as plugins see it."""
+
+    @property
+    def public_url(self) -> str:
+        """The hub's public base URL (no trailing slash), for callback and webhook URLs given to vendors."""
+        ...
+
+    # --- settings and tenants ------------------------------------------------
+
+    def settings_for(self, plugin: str, tenant: str | None = None) -> Any:
+        """The plugin's validated settings (its `register_settings` model) for a tenant, or None.
+
+        With `tenant=None`, the plugin-wide settings. A tenant's own settings
+        override the plugin-wide ones key by key. Cheap: resolved once and cached.
+        """
+        ...
+
+    def configured_tenants(self, plugin: str) -> list[str]:
+        """Slugs of the tenants for which `settings_for(plugin, slug)` is not None."""
+        ...
+
+    async def tenant(self, slug: str) -> TenantProfile:
+        """The tenant with this slug; raises `hub.UnknownTenant`."""
+        ...
+
+    # --- events in --------------------------------------------------------------
+
+    async def accept(self, event: InboxEvent, *, source: str, dedupe_key: str) -> bool:
+        """Store a verified webhook event durably; False if (source, dedupe_key) was already stored.
+
+        Returns once the event is committed: answer the vendor only after it.
+        The event is processed later by the workers (linking, hooks, replies).
+        """
+        ...
+
+    async def request_opt_out(
+        self, tenant: str, *, address_kind: str, address: str, medium: str, opted_out: bool, source: str, dedupe_key: str
+    ) -> bool:
+        """Durably ask for an address to be opted out of (or back into) a medium.
+
+        The request travels the inbox like a webhook event: it survives a
+        crash, is retried, and is applied exactly once per dedupe key.
+        Returns False for a duplicate.
+        """
+        ...
+
+    # --- use cases --------------------------------------------------------------
+
+    async def notify(self, *, tenant: str, request: NotificationRequest) -> int:
+        """Queue a notification (its own transaction); returns the notification id.
+
+        With an `idempotency_key`, a repeat returns the first notification's id.
+        """
+        ...
+
+    async def upsert_appointment(self, tenant: str, data: AppointmentInput) -> AppointmentUpdate:
+        """Create or update an appointment and (re)plan its confirmation, reminders and notices."""
+        ...
+
+    def render_inline(self, source: str, *, locale: str, timezone: str, context: Mapping[str, Any], name: str = "<inline>") -> str:
+        """Render a short template given as text with the hub's filters and sandbox.
+
+        Raises `hub.TemplateError` naming the template and the problem.
+        """
+        ...
+
+    async def tools_for(self, tenant: str) -> list[Tool]:
+        """Every tool the plugins offer a responder for this tenant (`register_tools`)."""
+        ...
+
+    async def contact_context(self, tenant: str, contact_id: int) -> list[ContextSection]:
+        """Every section the plugins return for this contact (`contact_context`)."""
+        ...
+
+    # --- plugin state -------------------------------------------------------------
+
+    async def get_plugin_data(self, plugin: str, tenant: str, key: str) -> dict[str, Any] | None:
+        """A small JSON value this plugin stored for a tenant with `set_plugin_data`, or None."""
+        ...
+
+    async def set_plugin_data(self, plugin: str, tenant: str, key: str, value: dict[str, Any]) -> None:
+        """Store (or replace) a small JSON value for this plugin and tenant (durable, shared by processes)."""
+        ...
+
+    def runtime(self, plugin: str, factory: Callable[[HubPort], T]) -> T:
+        """The one per-process object this plugin keeps for this hub (clients, caches), made on first use.
+
+        Plugins keep no module-level state: what their hooks, routes and
+        commands share lives here. Close what it opened in `on_shutdown`.
+        """
+        ...

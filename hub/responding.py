@@ -1,0 +1,255 @@
+"""Answering inbound messages: `respond_to_message`, outside the inbox lanes and transactions.
+
+The inbox worker records a message and, once that commits, tells the
+`ResponderRunner` which conversation has something new. The runner answers a
+conversation's messages one at a time, in the order they arrived, with no
+database transaction open while a responder thinks (an LLM call may take
+seconds; intake and the other conversations go on meanwhile).
+
+Durable and ordered across processes: each conversation keeps a cursor,
+`answered_through`, the last inbound message the responders have dealt with.
+Whoever answers a conversation holds its lock (a PostgreSQL advisory lock on
+one connection per process, so several `hub serve` / `hub worker`
+processes never answer one conversation at once; on SQLite there is one
+process) and answers every message past the cursor in id order, moving the
+cursor in the same transaction that queues the reply. A process that dies
+leaves the cursor behind; the periodic sweep picks the conversation up
+again. A message older than `REPLY_EXPIRY` is passed over unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.events import Conversation as ConversationView
+from hub.events import ReceivedMessage
+from hub.models import Contact, Conversation, Message, utcnow
+from hub.notifications import NotificationRequest
+from hub.responders import Reply
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+REPLY_EXPIRY = dt.timedelta(hours=1)
+"""A reply later than this answers a question nobody is waiting on any more."""
+SWEEP_SECONDS = 5.0
+"""How often the runner looks for conversations left unanswered (a lock held elsewhere, a crash)."""
+CONCURRENCY = 16
+"""Conversations answered at once per process."""
+LOCK_NAMESPACE = 0x6875  # "hu": keeps the hub's advisory locks apart from other users of the database
+
+
+class ResponderRunner:
+    """Answers conversations with new inbound messages; `run` is its worker loop."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._pending: set[int] = set()
+        self._active: set[int] = set()
+        self._wake = asyncio.Event()
+        self._lock_connection: AsyncConnection | None = None
+        self._lock_guard = asyncio.Lock()
+        self._log = structlog.get_logger("hub.responding")
+
+    def schedule(self, conversation_id: int) -> None:
+        """Have the conversation's new messages answered soon (called once a message is committed)."""
+        self._pending.add(conversation_id)
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Answer scheduled conversations until `stop` is set; sweep for leftovers now and then."""
+        slots = asyncio.Semaphore(CONCURRENCY)
+        tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
+        try:
+            while not stop.is_set():
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + SWEEP_SECONDS
+                    try:
+                        for conversation_id in await self._unanswered():
+                            self._pending.add(conversation_id)
+                    except Exception as exc:  # a database hiccup must not stop the runner
+                        self._log.error("responder_sweep_failed", error=f"{type(exc).__name__}: {exc}")
+                for conversation_id in list(self._pending - self._active):
+                    self._pending.discard(conversation_id)
+                    self._active.add(conversation_id)
+                    task = asyncio.create_task(self._answer_guarded(conversation_id, slots))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                self._wake.clear()
+                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+                await asyncio.wait(waiters, timeout=max(0.0, next_sweep - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            # Replies in progress finish (their cursor moves with the reply); nothing new starts.
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await self.close()
+
+    async def answer_pending(self) -> None:
+        """Answer every conversation scheduled so far, here and now (for commands and tests)."""
+        while self._pending:
+            conversation_id = self._pending.pop()
+            await self._answer_guarded(conversation_id, asyncio.Semaphore(1))
+
+    async def _answer_guarded(self, conversation_id: int, slots: asyncio.Semaphore) -> None:
+        self._active.add(conversation_id)
+        try:
+            async with slots:
+                if await self._lock(conversation_id):
+                    try:
+                        await self._answer(conversation_id)
+                    finally:
+                        await self._unlock(conversation_id)
+                else:
+                    # Another process is answering it; the sweep looks again once it is done.
+                    self._log.debug("responder_conversation_busy", conversation_id=conversation_id)
+        except Exception as exc:
+            self._log.error("responder_failed", conversation_id=conversation_id, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._active.discard(conversation_id)
+            if conversation_id in self._pending:
+                self._wake.set()  # a message arrived while it was being answered
+
+    # --- one conversation ---------------------------------------------------------
+
+    async def _answer(self, conversation_id: int) -> None:
+        while True:
+            loaded = await self._next_message(conversation_id)
+            if loaded is None:
+                return
+            thread, view, too_old = loaded
+            reply: Any = None
+            if not too_old:
+                reply = await self._ask(thread, view)
+            async with self.hub.unit_of_work() as uow:
+                if isinstance(reply, Reply) and reply.body.strip():
+                    await self.hub.queue_notification(uow, tenant=thread.tenant, request=reply_request(thread, reply))
+                # The cursor moves with the reply: a crash before this commit answers the message again.
+                await uow.session.execute(
+                    update(Conversation).where(Conversation.id == conversation_id).values(answered_through=view.message_id)
+                )
+
+    async def _ask(self, thread: ConversationView, view: ReceivedMessage) -> Any:
+        tenant = await self.hub.tenants.get(thread.tenant)
+        try:
+            return await asyncio.wait_for(
+                self.hub.call("respond_to_message", hub=self.hub, conversation=thread, message=view),
+                timeout=tenant.responder_timeout,
+            )
+        except TimeoutError:
+            self._log.warning("responder_timeout", tenant=tenant.slug, conversation_id=thread.id, seconds=tenant.responder_timeout)
+            return None
+
+    async def _next_message(self, conversation_id: int) -> tuple[ConversationView, ReceivedMessage, bool] | None:
+        async with self.hub.db.sessions() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                return None
+            message = await session.scalar(
+                select(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.direction == "in",
+                    Message.id > func.coalesce(conversation.answered_through, 0),
+                )
+                .order_by(Message.id)
+                .limit(1)
+            )
+            if message is None:
+                return None
+            contact = await session.get(Contact, conversation.contact_id)
+        tenant = await self.hub.tenants.by_id(conversation.tenant_id)
+        thread = ConversationView(
+            conversation.id, tenant.slug, conversation.contact_id, conversation.medium, conversation.channel,
+            conversation.last_inbound_at,
+        )
+        view = ReceivedMessage(
+            tenant=tenant.slug, contact_id=conversation.contact_id, conversation_id=conversation.id, message_id=message.id,
+            medium=conversation.medium, channel=message.channel, address=message.address or "", body=message.body,
+            media=list(message.media or []), profile_name=contact.name if contact is not None else None,
+        )
+        return thread, view, message.created_at < utcnow() - REPLY_EXPIRY
+
+    async def _unanswered(self) -> list[int]:
+        """Conversations with a recent inbound message past their cursor."""
+        async with self.hub.db.sessions() as session:
+            rows = await session.scalars(
+                select(Conversation.id)
+                .join(Message, Message.conversation_id == Conversation.id)
+                .where(
+                    and_(
+                        Message.direction == "in",
+                        Message.id > func.coalesce(Conversation.answered_through, 0),
+                        Message.created_at >= utcnow() - REPLY_EXPIRY,
+                    )
+                )
+                .distinct()
+                .limit(1000)
+            )
+            return list(rows)
+
+    # --- the per-conversation lock ----------------------------------------------
+
+    async def _lock(self, conversation_id: int) -> bool:
+        if self.hub.db.is_sqlite:
+            return True  # one process; `_active` already keeps one task per conversation
+        async with self._lock_guard:
+            if self._lock_connection is None or self._lock_connection.closed:
+                self._lock_connection = await self.hub.db.engine.connect()
+                # Advisory locks live with the session, not a transaction: none stays open.
+                await self._lock_connection.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                got = await self._lock_connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": LOCK_NAMESPACE, "key": _lock_key(conversation_id)}
+                )
+            except Exception:
+                await self._close_lock_connection()
+                raise
+            return bool(got)
+
+    async def _unlock(self, conversation_id: int) -> None:
+        if self.hub.db.is_sqlite or self._lock_connection is None:
+            return
+        async with self._lock_guard:
+            try:
+                await self._lock_connection.execute(
+                    text("SELECT pg_advisory_unlock(:ns, :key)"), {"ns": LOCK_NAMESPACE, "key": _lock_key(conversation_id)}
+                )
+            except Exception:
+                await self._close_lock_connection()  # closing the session releases its locks
+                raise
+
+    async def close(self) -> None:
+        """Give back the connection that holds the conversation locks (releasing any it holds)."""
+        await self._close_lock_connection()
+
+    async def _close_lock_connection(self) -> None:
+        if self._lock_connection is not None:
+            connection, self._lock_connection = self._lock_connection, None
+            try:
+                await connection.close()
+            except Exception as exc:
+                self._log.warning("responder_lock_close_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _lock_key(conversation_id: int) -> int:
+    # The two-int form of the lock takes 32-bit keys; two conversations sharing one only wait for each other.
+    return conversation_id % 2_147_483_647
+
+
+def reply_request(thread: ConversationView, reply: Reply) -> NotificationRequest:
+    """A responder's reply as an outbox request on the conversation's channel."""
+    return NotificationRequest(
+        kind="reply", template="message", contact_id=thread.contact_id, channel_order=(thread.channel,),
+        data={"text": reply.body, "responder": reply.responder, "handoff": reply.handoff, **reply.data},
+        expires_at=utcnow() + REPLY_EXPIRY,
+    )
