@@ -24,7 +24,7 @@ from hub.contacts import LinkOutcome, link
 from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
 from hub.inbox import AfterCommit, Processor
 from hub.models import Appointment, Contact, Notification, utcnow
-from hub.outbox import NotificationRequest, enqueue, history_entry
+from hub.outbox import NotificationRequest, NotificationStatus, cancel, cancel_pending, enqueue, rearm
 from hub.reminders import QuietHours, parse_offset, plan_reminders
 from hub.tenants import TenantInfo
 
@@ -242,39 +242,19 @@ async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: App
                                     expires_at=row.start_at, idempotency_key=key, data={"offset": plan.label}),
             )
             touched.append(queued.id)
-        elif current.due_at != plan.send_at or current.expires_at != row.start_at or current.status == "canceled":
-            if current.status == "sending":
-                continue  # in flight right now; its expiry check still guards the old time
-            # Re-arm: the reminder for the new time is a new promise, even if the old one went out
-            # (and a reminder canceled with the appointment comes back with it).
-            current.status = "pending"
-            current.due_at = plan.send_at
-            current.expires_at = row.start_at
-            current.attempts = 0
-            current.next_attempt_at = None
-            current.last_error = None
-            current.status_history = [*current.status_history, history_entry("pending", utcnow(), "rescheduled")]
-            touched.append(current.id)
+        elif (
+            current.due_at != plan.send_at or current.expires_at != row.start_at
+            or current.status == NotificationStatus.CANCELED
+        ):
+            # The reminder for the new time is a new promise, even if the old one went out (and a
+            # reminder canceled with the appointment comes back with it).
+            if rearm(current, due_at=plan.send_at, expires_at=row.start_at, reason="rescheduled"):
+                touched.append(current.id)
     for key, current in existing.items():
-        if key not in wanted and current.status == "pending":
-            current.status = "canceled"
-            current.status_history = [*current.status_history, history_entry("canceled", utcnow(), "no longer planned")]
+        if key not in wanted:
+            cancel(current, "no longer planned")
     await session.flush()
     return touched
-
-
-async def cancel_pending(session: AsyncSession, appointment_id: int, reason: str, kinds: tuple[str, ...] = ()) -> int:
-    """Cancel the notifications of an appointment that have not gone out yet (all, or only these kinds)."""
-    query = select(Notification).where(Notification.appointment_id == appointment_id, Notification.status == "pending")
-    if kinds:
-        query = query.where(Notification.kind.in_(kinds))
-    rows = (await session.scalars(query)).all()
-    for current in rows:
-        current.status = "canceled"
-        current.last_error = reason
-        current.status_history = [*current.status_history, history_entry("canceled", utcnow(), reason)]
-    await session.flush()
-    return len(rows)
 
 
 def appointment_processors(hub: Hub) -> dict[str, Processor]:
