@@ -18,6 +18,7 @@ import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.errors import ConfigError
+from hub.tenant_policy import TenantPolicy
 
 DEFAULT_CONFIG = "config.toml"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///hub.db"
@@ -77,10 +78,8 @@ class HubSettings(BaseModel):
         return self.auto_migrate
 
 
-class TenantSettings(BaseModel):
-    """One [tenants.<slug>] table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class TenantSettings(TenantPolicy):
+    """One [tenants.<slug>] table: the tenant's identity, its policy keys (`TenantPolicy`) and plugin overrides."""
 
     name: str = ""
     default_region: str = "ES"
@@ -88,34 +87,6 @@ class TenantSettings(BaseModel):
     locale: str = "en"
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-tenant overrides of [plugins.<name>] keys (own credentials, senders)."""
-    reminders: tuple[str, ...] = ("24h", "2h", "30m")
-    """How long before an appointment each reminder goes out."""
-    quiet_hours: str | None = None
-    """Local hours when no reminder is sent, e.g. "21:00-08:00"; reminders move earlier."""
-    channel_order: tuple[str, ...] = ("whatsapp", "sms", "email")
-    """Mediums or channel names to try in order when a notification names none."""
-    max_attempts: int = Field(default=5, ge=1, le=50)
-    """Tries per channel for transient failures (and channel crashes) before falling through to the next."""
-    templates_dir: str | None = None
-    """The tenant's own template folder, searched before the shared ones."""
-
-    @field_validator("reminders")
-    @classmethod
-    def _offsets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from hub.reminders import parse_offset
-
-        for text in value:
-            parse_offset(text)
-        return value
-
-    @field_validator("quiet_hours")
-    @classmethod
-    def _quiet(cls, value: str | None) -> str | None:
-        from hub.reminders import QuietHours
-
-        if value:
-            QuietHours.parse(value)
-        return value or None
 
     @field_validator("default_region")
     @classmethod
