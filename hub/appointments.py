@@ -11,15 +11,17 @@ notice when it is canceled. Every notification has an idempotency key per
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# AppointmentInput lives in its own light module (events import it); still importable from here.
+from hub.appointment_input import APPOINTMENT_STATUSES
+from hub.appointment_input import AppointmentInput as AppointmentInput
 from hub.contacts import LinkOutcome, link
 from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
 from hub.inbox import AfterCommit, Processor
@@ -30,40 +32,6 @@ from hub.tenants import TenantInfo
 
 if TYPE_CHECKING:
     from hub.core import Hub
-
-APPOINTMENT_STATUSES = ("scheduled", "canceled", "no_show")
-
-
-@dataclass(frozen=True)
-class AppointmentInput:
-    """An appointment as a booking system describes it."""
-
-    source: str
-    external_id: str
-    start_at: dt.datetime
-    end_at: dt.datetime | None = None
-    timezone: str | None = None
-    status: str = "scheduled"
-    addresses: tuple[tuple[str, str], ...] = ()
-    """(kind, raw address) pairs of the person who booked: ("phone", "+34..."), ("email", "...")."""
-    contact_name: str | None = None
-    contact_locale: str | None = None
-    contact_timezone: str | None = None
-    service: str | None = None
-    location: str | None = None
-    event_type: str | None = None
-    cancel_url: str | None = None
-    reschedule_url: str | None = None
-    reason: str | None = None
-    """Why it was canceled, for the cancellation notice."""
-    booked_at: dt.datetime | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    confirm: bool = True
-    """Send the booking confirmation when the appointment is new (a backfill of old bookings says no)."""
-    replaces: str | None = None
-    """External id of a booking this one replaces (a reschedule that the source books anew, as
-    Calendly does): that appointment is moved to this time and takes this external id."""
-
 
 @dataclass(frozen=True)
 class AppointmentChange:
@@ -263,11 +231,7 @@ def appointment_processors(hub: Hub) -> dict[str, Processor]:
     async def changed(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
         assert isinstance(event, AppointmentEvent)
         tenant = await hub.tenants.get(event.tenant)
-        # The event carries the same fields as AppointmentInput (JSON-shaped: addresses as lists).
-        values = {f.name: getattr(event, f.name) for f in dataclasses.fields(AppointmentInput)}
-        values["addresses"] = tuple((kind, raw) for kind, raw in event.addresses)
-        data = AppointmentInput(**values)
-        change = await upsert_appointment(session, tenant, data)
+        change = await upsert_appointment(session, tenant, event.appointment)
 
         async def fire() -> None:
             await hub.after_appointment_change(change)
