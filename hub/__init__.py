@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hub.appointment_input import AppointmentInput
 from hub.channels import Channel, Delivery, Health, OutboundMessage
 from hub.errors import ChannelError, HubError, PermanentError, TemplateError, TransientError, UnknownContact, UnknownTenant
 from hub.events import (
@@ -34,12 +35,10 @@ from hub.responders import ContextSection, Reply, Tool
 from hub.settings import PluginSettings, ProviderSettings
 
 if TYPE_CHECKING:
-    from hub.appointments import AppointmentInput
     from hub.cli import hub_from_context, run_with_hub, with_open_hub
     from hub.core import Hub
 
 _LAZY = {
-    "AppointmentInput": "hub.appointments",
     "Hub": "hub.core",
     "hub_from_context": "hub.cli",
     "run_with_hub": "hub.cli",

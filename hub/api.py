@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from hub.appointments import AppointmentInput
+from hub.appointment_input import AppointmentInput, AppointmentStatus
 from hub.config import is_timezone
 from hub.contacts import find_contact
 from hub.core import Hub
@@ -77,7 +77,7 @@ class AppointmentIn(Strict):
     timezone: Annotated[str | None, Field(max_length=64)] = None
     service: Annotated[str | None, Field(max_length=200)] = None
     location: Annotated[str | None, Field(max_length=2000)] = None
-    status: Literal["scheduled", "canceled", "no_show"] = "scheduled"
+    status: AppointmentStatus = "scheduled"
     cancel_url: Annotated[str | None, Field(max_length=2000)] = None
     reschedule_url: Annotated[str | None, Field(max_length=2000)] = None
     reason: Annotated[str | None, Field(max_length=500)] = None
@@ -89,6 +89,21 @@ class AppointmentIn(Strict):
         if self.end is not None and self.end <= self.start:
             raise ValueError("end must be after start")
         return self
+
+    def to_input(self, external_id: str) -> AppointmentInput:
+        """The appointment this body describes, as the API's booking source."""
+        contact = self.contact
+        addresses = tuple(
+            (kind, value)
+            for kind, value in (("phone", contact.phone), ("phone", contact.whatsapp), ("email", contact.email))
+            if value
+        )
+        return AppointmentInput(
+            source="api", external_id=external_id, start_at=self.start, end_at=self.end, timezone=self.timezone,
+            status=self.status, addresses=addresses, contact_name=contact.name, contact_locale=contact.locale,
+            contact_timezone=contact.timezone or self.timezone, service=self.service, location=self.location,
+            cancel_url=self.cancel_url, reschedule_url=self.reschedule_url, reason=self.reason,
+        )
 
 
 def problem(status: int, error: str, **extra: Any) -> web.Response:
@@ -251,24 +266,12 @@ class Api:
         if len(external_id) > 300:
             return invalid("external_id", "at most 300 characters")
         body: AppointmentIn = await parse(request, AppointmentIn)
-        contact = body.contact
-        addresses = tuple(
-            (kind, value)
-            for kind, value in (("phone", contact.phone), ("phone", contact.whatsapp), ("email", contact.email))
-            if value
-        )
-        for field, value in (("timezone", body.timezone), ("contact.timezone", contact.timezone)):
+        for field, value in (("timezone", body.timezone), ("contact.timezone", body.contact.timezone)):
             if value and not is_timezone(value):
                 return invalid(field, f"unknown timezone {value!r}")
-        data = AppointmentInput(
-            source="api", external_id=external_id, start_at=body.start, end_at=body.end, timezone=body.timezone,
-            status=body.status, addresses=addresses, contact_name=contact.name, contact_locale=contact.locale,
-            contact_timezone=contact.timezone or body.timezone, service=body.service, location=body.location,
-            cancel_url=body.cancel_url, reschedule_url=body.reschedule_url, reason=body.reason,
-        )
         try:
             async with self.hub.unit_of_work() as uow:
-                change = await self.hub.apply_appointment(uow, tenant, data)
+                change = await self.hub.apply_appointment(uow, tenant, body.to_input(external_id))
         except InvalidAddress as exc:
             field = "contact.email" if exc.reason == "invalid email" else "contact.phone"
             return invalid(field, exc.reason)

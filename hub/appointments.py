@@ -11,61 +11,29 @@ notice when it is canceled. Every notification has an idempotency key per
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# AppointmentInput lives in its own light module (events import it); still importable from here.
+from hub.appointment_input import APPOINTMENT_STATUSES
+from hub.appointment_input import AppointmentInput as AppointmentInput
 from hub.contacts import LinkOutcome, link
 from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
 from hub.inbox import Processor
 from hub.models import Appointment, Contact, Notification, utcnow
 from hub.notifications import NotificationRequest
-from hub.outbox import enqueue, history_entry
+from hub.outbox import NotificationStatus, cancel, cancel_pending, enqueue, rearm
 from hub.reminders import QuietHours, parse_offset, plan_reminders
 from hub.tenants import TenantInfo
 from hub.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from hub.core import Hub
-
-APPOINTMENT_STATUSES = ("scheduled", "canceled", "no_show")
-
-
-@dataclass(frozen=True)
-class AppointmentInput:
-    """An appointment as a booking system describes it."""
-
-    source: str
-    external_id: str
-    start_at: dt.datetime
-    end_at: dt.datetime | None = None
-    timezone: str | None = None
-    status: str = "scheduled"
-    addresses: tuple[tuple[str, str], ...] = ()
-    """(kind, raw address) pairs of the person who booked: ("phone", "+34..."), ("email", "...")."""
-    contact_name: str | None = None
-    contact_locale: str | None = None
-    contact_timezone: str | None = None
-    service: str | None = None
-    location: str | None = None
-    event_type: str | None = None
-    cancel_url: str | None = None
-    reschedule_url: str | None = None
-    reason: str | None = None
-    """Why it was canceled, for the cancellation notice."""
-    booked_at: dt.datetime | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    confirm: bool = True
-    """Send the booking confirmation when the appointment is new (a backfill of old bookings says no)."""
-    replaces: str | None = None
-    """External id of a booking this one replaces (a reschedule that the source books anew, as
-    Calendly does): that appointment is moved to this time and takes this external id."""
-
 
 @dataclass(frozen=True)
 class AppointmentChange:
@@ -244,39 +212,19 @@ async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: App
                                     expires_at=row.start_at, idempotency_key=key, data={"offset": plan.label}),
             )
             touched.append(queued.id)
-        elif current.due_at != plan.send_at or current.expires_at != row.start_at or current.status == "canceled":
-            if current.status == "sending":
-                continue  # in flight right now; its expiry check still guards the old time
-            # Re-arm: the reminder for the new time is a new promise, even if the old one went out
-            # (and a reminder canceled with the appointment comes back with it).
-            current.status = "pending"
-            current.due_at = plan.send_at
-            current.expires_at = row.start_at
-            current.attempts = 0
-            current.next_attempt_at = None
-            current.last_error = None
-            current.status_history = [*current.status_history, history_entry("pending", utcnow(), "rescheduled")]
-            touched.append(current.id)
+        elif (
+            current.due_at != plan.send_at or current.expires_at != row.start_at
+            or current.status == NotificationStatus.CANCELED
+        ):
+            # The reminder for the new time is a new promise, even if the old one went out (and a
+            # reminder canceled with the appointment comes back with it).
+            if rearm(current, due_at=plan.send_at, expires_at=row.start_at, reason="rescheduled"):
+                touched.append(current.id)
     for key, current in existing.items():
-        if key not in wanted and current.status == "pending":
-            current.status = "canceled"
-            current.status_history = [*current.status_history, history_entry("canceled", utcnow(), "no longer planned")]
+        if key not in wanted:
+            cancel(current, "no longer planned")
     await session.flush()
     return touched
-
-
-async def cancel_pending(session: AsyncSession, appointment_id: int, reason: str, kinds: tuple[str, ...] = ()) -> int:
-    """Cancel the notifications of an appointment that have not gone out yet (all, or only these kinds)."""
-    query = select(Notification).where(Notification.appointment_id == appointment_id, Notification.status == "pending")
-    if kinds:
-        query = query.where(Notification.kind.in_(kinds))
-    rows = (await session.scalars(query)).all()
-    for current in rows:
-        current.status = "canceled"
-        current.last_error = reason
-        current.status_history = [*current.status_history, history_entry("canceled", utcnow(), reason)]
-    await session.flush()
-    return len(rows)
 
 
 def appointment_processors(hub: Hub) -> dict[str, Processor]:
@@ -285,9 +233,6 @@ def appointment_processors(hub: Hub) -> dict[str, Processor]:
     async def changed(uow: UnitOfWork, event: InboxEvent) -> None:
         assert isinstance(event, AppointmentEvent)
         tenant = await hub.tenants.get(event.tenant)
-        # The event carries the same fields as AppointmentInput (JSON-shaped: addresses as lists).
-        values = {f.name: getattr(event, f.name) for f in dataclasses.fields(AppointmentInput)}
-        values["addresses"] = tuple((kind, raw) for kind, raw in event.addresses)
-        await hub.apply_appointment(uow, tenant, AppointmentInput(**values))
+        await hub.apply_appointment(uow, tenant, event.appointment)
 
     return {AppointmentEvent.kind: changed}

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub.errors import ConfigError
 from hub.settings import PluginSettings, ProviderSettings
+from hub.tenant_policy import TenantPolicy
 
 DEFAULT_CONFIG = "config.toml"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///hub.db"
@@ -66,10 +67,8 @@ class HubSettings(BaseModel):
         return self.auto_migrate
 
 
-class TenantSettings(BaseModel):
-    """One [tenants.<slug>] table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class TenantSettings(TenantPolicy):
+    """One [tenants.<slug>] table: the tenant's identity, its policy keys (`TenantPolicy`) and plugin overrides."""
 
     name: str = ""
     default_region: str = "ES"
@@ -77,36 +76,6 @@ class TenantSettings(BaseModel):
     locale: str = "en"
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-tenant overrides of [plugins.<name>] keys (own credentials, senders)."""
-    reminders: tuple[str, ...] = ("24h", "2h", "30m")
-    """How long before an appointment each reminder goes out."""
-    quiet_hours: str | None = None
-    """Local hours when no reminder is sent, e.g. "21:00-08:00"; reminders move earlier."""
-    channel_order: tuple[str, ...] = ("whatsapp", "sms", "email")
-    """Mediums or channel names to try in order when a notification names none."""
-    max_attempts: int = Field(default=5, ge=1, le=50)
-    """Tries per channel for transient failures (and channel crashes) before falling through to the next."""
-    templates_dir: str | None = None
-    """The tenant's own template folder, searched before the shared ones."""
-    responder_timeout: float = Field(default=20.0, gt=0, le=300)
-    """Seconds a responder may take to answer one message before it is given up (no reply is sent)."""
-
-    @field_validator("reminders")
-    @classmethod
-    def _offsets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from hub.reminders import parse_offset
-
-        for text in value:
-            parse_offset(text)
-        return value
-
-    @field_validator("quiet_hours")
-    @classmethod
-    def _quiet(cls, value: str | None) -> str | None:
-        from hub.reminders import QuietHours
-
-        if value:
-            QuietHours.parse(value)
-        return value or None
 
     @field_validator("default_region")
     @classmethod

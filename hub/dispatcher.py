@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -38,7 +38,8 @@ from hub.models import (
     Notification,
     utcnow,
 )
-from hub.outbox import WAKE_CHANNEL, history_entry
+from hub import outbox
+from hub.outbox import WAKE_CHANNEL, NotificationStatus, Verdict, history_entry
 from hub.templates import TemplateError
 from hub.tenants import TenantInfo
 
@@ -56,14 +57,8 @@ def backoff(attempt: int, retry_after: float | None = None, base: float = 2.0) -
 class Outcome:
     """What happened to one claimed notification in this round."""
 
-    row: Any
-    status: str
-    reason: str | None = None
-    channel: str | None = None
-    provider_id: str | None = None
-    attempts: int = 0
-    next_attempt_at: dt.datetime | None = None
-    sent_at: dt.datetime | None = None
+    verdict: Verdict
+    """The notification's new status, written by `outbox.record`."""
     tries: list[dict[str, Any]] = field(default_factory=list)
     """delivery_attempts rows to insert."""
     message: dict[str, Any] | None = None
@@ -105,32 +100,9 @@ class Dispatcher:
     # --- claiming ------------------------------------------------------------
 
     async def _claim(self, now: dt.datetime) -> list[Any]:
-        due = or_(
-            and_(
-                Notification.status == "pending",
-                Notification.due_at <= now,
-                or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
-            ),
-            and_(Notification.status == "sending", Notification.lease_until < now),
-        )
-        ids = (
-            select(Notification.id)
-            .where(due)
-            .order_by(Notification.due_at)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        table = Notification.__table__
-        statement = (
-            table.update()
-            .where(table.c.id.in_(ids))
-            .values(status="sending", lease_until=now + self.lease, lease_owner=self.worker_id)
-            .returning(*table.columns)
-        )
         # Core statements on a plain connection: this is the hot path, no ORM objects needed.
         async with self.hub.db.engine.begin() as connection:
-            return list((await connection.execute(statement)).all())
+            return await outbox.claim(connection, now=now, lease=self.lease, owner=self.worker_id, limit=self.batch_size)
 
     async def _context(self, rows: Sequence[Any]) -> BatchContext:
         contact_ids = {row.contact_id for row in rows if row.contact_id}
@@ -222,7 +194,7 @@ class Dispatcher:
         hub = self.hub
         tenant = await hub.tenants.by_id(row.tenant_id)
         if row.expires_at is not None and now >= row.expires_at:
-            return Outcome(row, "expired", f"not sent before it expired at {row.expires_at.isoformat()}", attempts=row.attempts)
+            return Outcome(outbox.expired(row))
         contact = ctx.contacts.get(row.contact_id)
         locale = row.locale or (contact.locale if contact else None) or tenant.locale
         appointment = ctx.appointments.get(row.appointment_id) if row.appointment_id else None
@@ -285,21 +257,21 @@ class Dispatcher:
                 if channel_tries < tenant.max_attempts:
                     tries.append(self._try(row, channel, "transient", reason, started))
                     return Outcome(
-                        row, "pending", f"{channel.name}: {reason}", channel.name, attempts=row.attempts + 1,
-                        next_attempt_at=now + backoff(channel_tries, retry_after, self.retry_base), tries=tries,
+                        outbox.retry_later(row, f"{channel.name}: {reason}", channel=channel.name, attempts=row.attempts + 1,
+                                           at=now + backoff(channel_tries, retry_after, self.retry_base)),
+                        tries,
                     )
                 tries.append(self._try(row, channel, "exhausted", reason, started))
                 skipped.append(f"{channel.name}: gave up after {channel_tries} tries: {reason}")
                 continue
-            status = "sandboxed" if delivery.status == "sandboxed" else "sent"
-            tries.append(self._try(row, channel, status, None, started, delivery.provider_id))
+            verdict = outbox.sent(row, channel.name, sandboxed=delivery.status == "sandboxed", attempts=row.attempts + 1, at=utcnow())
+            tries.append(self._try(row, channel, verdict.status, None, started, delivery.provider_id))
             return Outcome(
-                row, status, None, channel.name, delivery.provider_id, attempts=row.attempts + 1,
-                sent_at=utcnow(), tries=tries,
+                verdict, tries,
                 message={"medium": channel.medium, "channel": channel.name, "body": rendered.text, "provider_id": delivery.provider_id},
             )
         reason = "; ".join(skipped or unconfigured) or "no channel available"
-        return Outcome(row, "failed", reason, attempts=row.attempts + len(tries), tries=tries)
+        return Outcome(outbox.failed(row, reason, attempts=row.attempts + len(tries)), tries)
 
     def _try(self, row: Any, channel: Channel, outcome: str, error: str | None, started: dt.datetime, provider_id: str | None = None) -> dict[str, Any]:
         return {
@@ -316,35 +288,12 @@ class Dispatcher:
             if tries:
                 await connection.execute(DeliveryAttempt.__table__.insert(), tries)
             await self._record_messages(connection, [o for o in outcomes if o.message], now)
-            params = [
-                {
-                    "b_id": o.row.id,
-                    "b_status": o.status,
-                    "b_history": [*(o.row.status_history or []), history_entry(o.status, now, o.reason)],
-                    "b_attempts": o.attempts,
-                    "b_next": o.next_attempt_at,
-                    "b_channel": o.channel or o.row.channel,
-                    "b_error": o.reason,
-                    "b_sent": o.sent_at,
-                }
-                for o in outcomes
-            ]
-            table = Notification.__table__
-            await connection.execute(
-                table.update()
-                .where(and_(table.c.id == bindparam("b_id"), table.c.lease_owner == self.worker_id))
-                .values(
-                    status=bindparam("b_status"), status_history=bindparam("b_history"), attempts=bindparam("b_attempts"),
-                    next_attempt_at=bindparam("b_next"), channel=bindparam("b_channel"), last_error=bindparam("b_error"),
-                    sent_at=bindparam("b_sent"), lease_until=None, lease_owner=None, updated_at=now,
-                ),
-                params,
-            )
+            await outbox.record(connection, [o.verdict for o in outcomes], owner=self.worker_id, now=now)
 
     async def _record_messages(self, connection: Any, sent: list[Outcome], now: dt.datetime) -> None:
         if not sent:
             return
-        pairs = {(o.row.tenant_id, o.row.contact_id, o.message["medium"], o.message["channel"]) for o in sent if o.message}
+        pairs = {(o.verdict.row.tenant_id, o.verdict.row.contact_id, o.message["medium"], o.message["channel"]) for o in sent if o.message}
         table = Conversation.__table__
         insert = (pg_insert if connection.dialect.name == "postgresql" else sqlite_insert)(table)
         # One statement finds or creates each thread and stamps it, returning the ids to file messages under.
@@ -363,16 +312,16 @@ class Dispatcher:
             Message.__table__.insert(),
             [
                 {
-                    "tenant_id": o.row.tenant_id,
-                    "conversation_id": conversations[(o.row.contact_id, o.message["medium"])],
+                    "tenant_id": o.verdict.row.tenant_id,
+                    "conversation_id": conversations[(o.verdict.row.contact_id, o.message["medium"])],
                     "direction": "out",
                     "channel": o.message["channel"],
                     "body": o.message["body"],
                     "media": [],
                     "provider_id": o.message["provider_id"],
-                    "status": o.status,
-                    "status_history": [history_entry(o.status, now)],
-                    "notification_id": o.row.id,
+                    "status": o.verdict.status,
+                    "status_history": [history_entry(o.verdict.status, now)],
+                    "notification_id": o.verdict.row.id,
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -398,8 +347,8 @@ class Dispatcher:
                     return await self._deliver(row, ctx, now)
                 except Exception as exc:  # recorded as a retry: nothing claimed is ever dropped
                     self._log.error("dispatch_error", notification=row.id, error=f"{type(exc).__name__}: {exc}")
-                    return Outcome(row, "pending", f"dispatch error: {type(exc).__name__}", attempts=row.attempts + 1,
-                                   next_attempt_at=now + backoff(row.attempts + 1, base=self.retry_base))
+                    return Outcome(outbox.retry_later(row, f"dispatch error: {type(exc).__name__}", attempts=row.attempts + 1,
+                                                      at=now + backoff(row.attempts + 1, base=self.retry_base)))
 
         outcomes = await asyncio.gather(*(one(row) for row in rows))
         await self._record(list(outcomes))
@@ -408,7 +357,7 @@ class Dispatcher:
     async def _next_due_in(self) -> float:
         async with self.hub.db.sessions() as session:
             due = await session.scalar(
-                select(func.min(func.coalesce(Notification.next_attempt_at, Notification.due_at))).where(Notification.status == "pending")
+                select(func.min(func.coalesce(Notification.next_attempt_at, Notification.due_at))).where(Notification.status == NotificationStatus.PENDING)
             )
         if due is None:
             return self.poll_seconds

@@ -1,7 +1,7 @@
 """Typed events that sources turn webhooks into, and the views hooks receive.
 
 A plugin's webhook handler builds one of the `InboxEvent` classes and hands it
-to `hub.inbox.accept(...)`; the core stores it, answers the webhook, and a
+to `hub.accept(...)`; the core stores it, answers the webhook, and a
 worker processes it later. Events are plain dataclasses so they survive a
 round trip through the `inbox_events.payload` JSON column.
 """
@@ -12,6 +12,8 @@ import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from hub.appointment_input import AppointmentInput
 
 
 def _jsonable(value: Any) -> Any:
@@ -75,30 +77,21 @@ class DeliveryStatusEvent(InboxEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class AppointmentEvent(InboxEvent):
-    """A booking system created, moved or canceled an appointment (see `hub.AppointmentInput`)."""
+    """A booking system created, moved or canceled an appointment: `AppointmentEvent(tenant=..., appointment=AppointmentInput(...))`."""
 
     kind: ClassVar[str] = "appointment.changed"
-    source: str
-    external_id: str
-    start_at: dt.datetime
-    end_at: dt.datetime | None = None
-    timezone: str | None = None
-    status: str = "scheduled"
-    addresses: list[list[str]] = field(default_factory=list)
-    """[kind, raw address] pairs of the person who booked."""
-    contact_name: str | None = None
-    contact_locale: str | None = None
-    contact_timezone: str | None = None
-    service: str | None = None
-    location: str | None = None
-    event_type: str | None = None
-    cancel_url: str | None = None
-    reschedule_url: str | None = None
-    reason: str | None = None
-    booked_at: dt.datetime | None = None
-    confirm: bool = True
-    replaces: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    appointment: AppointmentInput
+
+    def to_payload(self) -> dict[str, Any]:
+        """The tenant beside the appointment's own fields, flat (the document the inbox has always stored)."""
+        return {"tenant": self.tenant, **self.appointment.to_json()}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> AppointmentEvent:
+        """Rebuild the event from what `to_payload` stored."""
+        fields = dict(payload)
+        tenant = fields.pop("tenant")
+        return cls(tenant=tenant, appointment=AppointmentInput.from_json(fields))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,8 +15,9 @@ from sqlalchemy import select
 
 from hub.contacts import link, set_opt_out
 from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, OptOutEvent, ReceivedMessage
+from hub import outbox
 from hub.inbox import Processor
-from hub.models import Conversation, DeliveryAttempt, Message, Notification, utcnow
+from hub.models import Conversation, Message, Notification, utcnow
 from hub.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
@@ -37,9 +38,7 @@ STATUS_RANK = {
     "read": 5,
 }
 
-# How a provider's message status shows on the notification it delivered.
-NOTIFICATION_STATUS = {"sent": "sent", "delivered": "delivered", "read": "read", "undelivered": "failed", "failed": "failed"}
-NOTIFICATION_RANK_ALIAS = {"sandboxed": "sent", "sending": "sending", "pending": "queued"}
+
 
 
 def moves_forward(current: str | None, new: str) -> bool:
@@ -120,28 +119,19 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             return
         if not moves_forward(message.status, event.status):
             return
-        at = (event.reported_at or utcnow()).isoformat()
+        reported_at = event.reported_at or utcnow()
         message.status = event.status
-        message.status_history = [*message.status_history, {"status": event.status, "at": at}]
+        message.status_history = [*message.status_history, {"status": event.status, "at": reported_at.isoformat()}]
         if message.notification_id is not None:
             notification = await session.get(Notification, message.notification_id)
-            outcome = NOTIFICATION_STATUS.get(event.status)
-            if notification is not None and outcome and moves_forward(NOTIFICATION_RANK_ALIAS.get(notification.status, notification.status), outcome):
-                reason = " ".join(filter(None, [event.error_code, event.error_message])) or None
-                if outcome == "failed" and _can_fall_back(notification):
-                    # The provider took it but could not deliver: try the next channel while there is time.
-                    session.add(DeliveryAttempt(
-                        notification_id=notification.id, channel=event.channel, provider_id=event.provider_id,
-                        outcome="permanent", error=f"{event.status}: {reason or 'no reason given'}", finished_at=utcnow(),
-                    ))
-                    outcome = "pending"
-                    notification.due_at = utcnow()
-                    notification.next_attempt_at = None
+            if notification is not None:
+                # True when the provider could not deliver it and the outbox handed it to the next channel.
+                handed_on = outbox.report(
+                    session, notification, provider_status=event.status, channel=event.channel, provider_id=event.provider_id,
+                    at=reported_at, reason=" ".join(filter(None, [event.error_code, event.error_message])) or None,
+                )
+                if handed_on:
                     hub.wake_dispatcher(uow)
-                notification.status = outcome
-                notification.status_history = [*notification.status_history, {"status": outcome, "at": at, **({"reason": reason} if reason else {})}]
-                if reason:
-                    notification.last_error = f"{event.channel}: {event.status}: {reason}"
         view = DeliveryStatus(
             tenant=tenant.slug,
             channel=event.channel,
@@ -163,6 +153,3 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
     return {InboundMessage.kind: received, DeliveryStatusEvent.kind: status, OptOutEvent.kind: opt_out}
 
 
-def _can_fall_back(notification: Notification) -> bool:
-    """A failed delivery is retried on another channel unless it is too late to matter."""
-    return notification.expires_at is None or utcnow() < notification.expires_at

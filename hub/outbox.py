@@ -1,30 +1,82 @@
-"""The outbox: notifications the hub has promised to send.
+"""The outbox: notifications the hub has promised to send, and the one owner of their status.
 
-`enqueue` writes one `notifications` row inside the caller's transaction,
-so a notification exists exactly when the change that caused it was
-committed. An idempotency key makes a second enqueue of the same thing
-return the first row instead of a new message.
+Nothing else in the hub assigns `notifications.status` (a meta-test checks
+it). Each transition is one function here, and each appends its entry to
+`status_history`, so the history is written in one place:
+
+| function | from | to |
+|---|---|---|
+| `enqueue` | (new row) | pending |
+| `claim` | pending and due, or sending with its lease run out | sending (a lease: not kept in history) |
+| `record` | sending | sent, sandboxed, failed, expired, or pending (retry later) |
+| `rearm` | anything but sending | pending (a reminder planned for a new time) |
+| `cancel` | pending | canceled |
+| `hand_on` | sent, sandboxed, sending, pending | pending, due now (the provider could not deliver it) |
+| `report` | by rank, forward only | sent, failed, delivered, read (a provider's status callback) |
+
+The dispatcher's hot path (`claim`, `record`) works on SQLAlchemy Core rows
+and one statement per batch; the others change ORM rows inside the
+caller's transaction and never commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import and_, bindparam, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hub.contacts import LinkOutcome, link
-from hub.models import Notification, utcnow
+from hub.models import DeliveryAttempt, Notification, utcnow
 from hub.notifications import NotificationRequest
 from hub.tenants import TenantInfo
 
 WAKE_CHANNEL = "hub_outbox"
-FINAL_STATUSES = frozenset({"sent", "delivered", "read", "failed", "expired", "canceled", "sandboxed"})
-STATUSES = ("pending", "sending", *sorted(FINAL_STATUSES))
+
+
+class NotificationStatus(StrEnum):
+    """Where a notification is; the values are what the database and the API hold."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    SANDBOXED = "sandboxed"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+
+
+FINAL_STATUSES = frozenset(NotificationStatus) - {NotificationStatus.PENDING, NotificationStatus.SENDING}
+# Plain strings, in the order operators read them (click's Choice would show an enum's names).
+STATUSES: tuple[str, ...] = (NotificationStatus.PENDING.value, NotificationStatus.SENDING.value, *sorted(s.value for s in FINAL_STATUSES))
+
+# How a provider's message status shows on the notification it delivered.
+PROVIDER_STATUS = {
+    "sent": NotificationStatus.SENT,
+    "delivered": NotificationStatus.DELIVERED,
+    "read": NotificationStatus.READ,
+    "undelivered": NotificationStatus.FAILED,
+    "failed": NotificationStatus.FAILED,
+}
+# A report only moves a notification forward: a late "delivered" never undoes "read". Statuses not
+# ranked (expired, canceled) take any report, as they always have.
+_REPORT_RANK = {
+    NotificationStatus.PENDING: 0,
+    NotificationStatus.SENDING: 1,
+    NotificationStatus.SENT: 2,
+    NotificationStatus.SANDBOXED: 2,
+    NotificationStatus.FAILED: 3,
+    NotificationStatus.DELIVERED: 4,
+    NotificationStatus.READ: 5,
+}
 
 
 @dataclass(frozen=True)
@@ -51,8 +103,16 @@ def history_entry(status: str, at: dt.datetime, reason: str | None = None) -> di
     return entry
 
 
+def _move(row: Notification, status: NotificationStatus, at: dt.datetime, reason: str | None = None) -> None:
+    row.status = status
+    row.status_history = [*(row.status_history or []), history_entry(status, at, reason)]
+
+
+# --- enqueue ---------------------------------------------------------------------------------------
+
+
 async def enqueue(session: AsyncSession, tenant: TenantInfo, request: NotificationRequest) -> Enqueued:
-    """Write the outbox row (or find the one with the same idempotency key); never commits."""
+    """Write the outbox row, `pending` (or find the one with the same idempotency key); never commits."""
     if request.idempotency_key:
         existing = await _by_key(session, tenant.id, request.idempotency_key)
         if existing is not None:
@@ -77,8 +137,8 @@ async def enqueue(session: AsyncSession, tenant: TenantInfo, request: Notificati
         "locale": request.locale,
         "channel_order": list(request.channel_order),
         "idempotency_key": request.idempotency_key,
-        "status": "pending",
-        "status_history": [history_entry("pending", now)],
+        "status": NotificationStatus.PENDING,
+        "status_history": [history_entry(NotificationStatus.PENDING, now)],
         "due_at": due,
         "expires_at": request.expires_at,
         "attempts": 0,
@@ -96,10 +156,194 @@ async def enqueue(session: AsyncSession, tenant: TenantInfo, request: Notificati
     if dialect == "postgresql" and due <= now + dt.timedelta(seconds=1):
         # Delivered to listening workers when this transaction commits, not before.
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WAKE_CHANNEL})
-    return Enqueued(int(new_id), "pending", True, outcome)
+    return Enqueued(int(new_id), NotificationStatus.PENDING, True, outcome)
 
 
 async def _by_key(session: AsyncSession, tenant_id: int, key: str) -> Notification | None:
     return await session.scalar(
         select(Notification).where(Notification.tenant_id == tenant_id, Notification.idempotency_key == key)
     )
+
+
+# --- claim and record: the dispatcher's batch, on Core rows ---------------------------------------
+
+
+async def claim(connection: AsyncConnection, *, now: dt.datetime, lease: dt.timedelta, owner: str, limit: int) -> list[Any]:
+    """Take up to `limit` due rows (oldest due first) under a lease for `owner`: one UPDATE ... RETURNING.
+
+    Due means `pending` with `due_at` and `next_attempt_at` passed, or `sending` with its lease
+    run out (a worker died). On PostgreSQL the selection skips rows other workers hold.
+    """
+    due = or_(
+        and_(
+            Notification.status == NotificationStatus.PENDING,
+            Notification.due_at <= now,
+            or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
+        ),
+        and_(Notification.status == NotificationStatus.SENDING, Notification.lease_until < now),
+    )
+    ids = (
+        select(Notification.id)
+        .where(due)
+        .order_by(Notification.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    table = Notification.__table__
+    statement = (
+        table.update()
+        .where(table.c.id.in_(ids))
+        .values(status=NotificationStatus.SENDING, lease_until=now + lease, lease_owner=owner)
+        .returning(*table.columns)
+    )
+    return list((await connection.execute(statement)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a dispatch round decided for one claimed row; made by `sent`, `retry_later`, `failed`, `expired`."""
+
+    row: Any
+    """The claimed row (its id, history and channel are read)."""
+    status: NotificationStatus
+    reason: str | None
+    attempts: int
+    channel: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    sent_at: dt.datetime | None = None
+
+
+def sent(row: Any, channel: str, *, sandboxed: bool, attempts: int, at: dt.datetime) -> Verdict:
+    """A channel took it (or, in sandbox mode, recorded it instead)."""
+    status = NotificationStatus.SANDBOXED if sandboxed else NotificationStatus.SENT
+    return Verdict(row, status, None, attempts, channel, sent_at=at)
+
+
+def retry_later(row: Any, reason: str, *, attempts: int, at: dt.datetime, channel: str | None = None) -> Verdict:
+    """A transient failure: back to `pending`, not claimed again before `at`."""
+    return Verdict(row, NotificationStatus.PENDING, reason, attempts, channel, next_attempt_at=at)
+
+
+def failed(row: Any, reason: str, *, attempts: int) -> Verdict:
+    """No channel could take it; `reason` says why for each."""
+    return Verdict(row, NotificationStatus.FAILED, reason, attempts)
+
+
+def expired(row: Any) -> Verdict:
+    """Its `expires_at` passed before it went out: nothing is sent."""
+    return Verdict(row, NotificationStatus.EXPIRED, f"not sent before it expired at {row.expires_at.isoformat()}", row.attempts)
+
+
+async def record(connection: AsyncConnection, verdicts: Sequence[Verdict], *, owner: str, now: dt.datetime) -> None:
+    """Write a batch of verdicts in one executemany, releasing the lease; rows `owner` lost are left alone."""
+    if not verdicts:
+        return
+    params = [
+        {
+            "b_id": v.row.id,
+            "b_status": v.status,
+            "b_history": [*(v.row.status_history or []), history_entry(v.status, now, v.reason)],
+            "b_attempts": v.attempts,
+            "b_next": v.next_attempt_at,
+            "b_channel": v.channel or v.row.channel,
+            "b_error": v.reason,
+            "b_sent": v.sent_at,
+        }
+        for v in verdicts
+    ]
+    table = Notification.__table__
+    await connection.execute(
+        table.update()
+        .where(and_(table.c.id == bindparam("b_id"), table.c.lease_owner == owner))
+        .values(
+            status=bindparam("b_status"), status_history=bindparam("b_history"), attempts=bindparam("b_attempts"),
+            next_attempt_at=bindparam("b_next"), channel=bindparam("b_channel"), last_error=bindparam("b_error"),
+            sent_at=bindparam("b_sent"), lease_until=None, lease_owner=None, updated_at=now,
+        ),
+        params,
+    )
+
+
+# --- changes from appointments and provider reports, on ORM rows -----------------------------------
+
+
+def rearm(row: Notification, *, due_at: dt.datetime, expires_at: dt.datetime | None, reason: str) -> bool:
+    """Make a planned notification a new promise at `due_at` (even if it went out or was canceled).
+
+    Back to `pending` with a fresh retry budget. One in flight (`sending`) is left alone and
+    False returned: its expiry check still guards the old time.
+    """
+    if row.status == NotificationStatus.SENDING:
+        return False
+    row.due_at = due_at
+    row.expires_at = expires_at
+    row.attempts = 0
+    row.next_attempt_at = None
+    row.last_error = None
+    _move(row, NotificationStatus.PENDING, utcnow(), reason)
+    return True
+
+
+def cancel(row: Notification, reason: str) -> bool:
+    """Cancel a notification that has not gone out (`pending`); False for any other status."""
+    if row.status != NotificationStatus.PENDING:
+        return False
+    row.last_error = reason
+    _move(row, NotificationStatus.CANCELED, utcnow(), reason)
+    return True
+
+
+async def cancel_pending(session: AsyncSession, appointment_id: int, reason: str, kinds: tuple[str, ...] = ()) -> int:
+    """Cancel an appointment's notifications that have not gone out (all, or only these kinds); returns how many."""
+    query = select(Notification).where(
+        Notification.appointment_id == appointment_id, Notification.status == NotificationStatus.PENDING
+    )
+    if kinds:
+        query = query.where(Notification.kind.in_(kinds))
+    canceled = sum(cancel(row, reason) for row in (await session.scalars(query)).all())
+    await session.flush()
+    return canceled
+
+
+def can_hand_on(row: Notification) -> bool:
+    """A failed delivery is retried on another channel unless it is too late to matter."""
+    return row.expires_at is None or utcnow() < row.expires_at
+
+
+def hand_on(
+    session: AsyncSession, row: Notification, *, channel: str, provider_id: str | None, error: str,
+    at: dt.datetime, reason: str | None,
+) -> None:
+    """The provider took it on `channel` but could not deliver it: record that channel as failed
+    for good and put the notification back, due now, so the dispatcher tries the next one."""
+    session.add(DeliveryAttempt(
+        notification_id=row.id, channel=channel, provider_id=provider_id, outcome="permanent", error=error,
+        finished_at=utcnow(),
+    ))
+    row.due_at = utcnow()
+    row.next_attempt_at = None
+    _move(row, NotificationStatus.PENDING, at, reason)
+
+
+def report(
+    session: AsyncSession, row: Notification, *, provider_status: str, channel: str, provider_id: str | None,
+    at: dt.datetime, reason: str | None,
+) -> bool:
+    """Apply a provider's report about the message that delivered this notification, forward only.
+
+    An undelivered or failed report while there is still time hands the notification on
+    (`hand_on`); True then, so the caller wakes the dispatcher.
+    """
+    status = PROVIDER_STATUS.get(provider_status)
+    if status is None or _REPORT_RANK[status] <= _REPORT_RANK.get(row.status, -1):
+        return False
+    handed_on = status == NotificationStatus.FAILED and can_hand_on(row)
+    if handed_on:
+        hand_on(session, row, channel=channel, provider_id=provider_id, error=f"{provider_status}: {reason or 'no reason given'}",
+                at=at, reason=reason)
+    else:
+        _move(row, status, at, reason)
+    if reason:
+        row.last_error = f"{channel}: {provider_status}: {reason}"
+    return handed_on

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from hub.appointments import AppointmentInput
+    from hub.appointment_input import AppointmentInput
     from hub.events import AppointmentRef, InboxEvent
     from hub.notifications import NotificationRequest
     from hub.responders import ContextSection, Tool

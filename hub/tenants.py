@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hub.config import TenantSettings
 from hub.errors import UnknownTenant
 from hub.models import ApiKey, Tenant, utcnow
+from hub.tenant_policy import TenantPolicy
 
 API_KEY_PREFIX = "hub_"
 
 
-@dataclass(frozen=True)
-class TenantInfo:
-    """What the core needs to know about a tenant on every event."""
+class TenantInfo(TenantPolicy):
+    """What the core needs to know about a tenant on every event: who it is, and its policy."""
 
     id: int
     slug: str
@@ -28,20 +27,13 @@ class TenantInfo:
     default_region: str
     timezone: str
     locale: str
-    reminders: tuple[str, ...] = ("24h", "2h", "30m")
-    quiet_hours: str | None = None
-    channel_order: tuple[str, ...] = ("whatsapp", "sms", "email")
-    max_attempts: int = 5
-    templates_dir: str | None = None
-    responder_timeout: float = 20.0
-
-
-POLICY_FIELDS = ("reminders", "quiet_hours", "channel_order", "max_attempts", "templates_dir", "responder_timeout")
 
 
 def _info(row: Tenant) -> TenantInfo:
-    policy = {k: tuple(v) if isinstance(v, list) else v for k, v in (row.settings or {}).items() if k in POLICY_FIELDS}
-    return TenantInfo(row.id, row.slug, row.name, row.default_region, row.timezone, row.locale, **policy)
+    return TenantInfo(
+        id=row.id, slug=row.slug, name=row.name, default_region=row.default_region, timezone=row.timezone,
+        locale=row.locale, **TenantPolicy.stored_part(row.settings),
+    )
 
 
 def hash_api_key(key: str) -> str:
@@ -60,7 +52,7 @@ async def upsert_tenant(session: AsyncSession, slug: str, settings: TenantSettin
         "default_region": settings.default_region,
         "timezone": settings.timezone,
         "locale": settings.locale,
-        "settings": settings.model_dump(mode="json", include=set(POLICY_FIELDS)),
+        "settings": settings.to_stored(),
     }
     existed = await session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None
     insert = (pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert)(Tenant)

@@ -93,9 +93,11 @@ async def test_booking_source_reschedule_as_new_booking_moves_the_appointment(hu
     from hub import AppointmentEvent
 
     start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
-    first = AppointmentEvent(tenant="clinic", source="calendly", external_id="inv-1", start_at=start, addresses=[["email", "ana@example.com"]])
-    moved = AppointmentEvent(tenant="clinic", source="calendly", external_id="inv-2", start_at=start + dt.timedelta(days=1),
-                             addresses=[["email", "ana@example.com"]], replaces="inv-1")
+    first = AppointmentEvent(tenant="clinic", appointment=AppointmentInput(
+        source="calendly", external_id="inv-1", start_at=start, addresses=(("email", "ana@example.com"),)))
+    moved = AppointmentEvent(tenant="clinic", appointment=AppointmentInput(
+        source="calendly", external_id="inv-2", start_at=start + dt.timedelta(days=1), addresses=(("email", "ana@example.com"),),
+        replaces="inv-1"))
     for n, event in enumerate((first, moved, moved)):
         await hub.inbox.accept(event, source="calendly", dedupe_key=f"e{n}")
         await hub.inbox.process_pending()

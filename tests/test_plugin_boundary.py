@@ -69,7 +69,7 @@ def test_builtin_plugins_use_only_the_port() -> None:
 def test_importing_the_plugin_surface_stays_light() -> None:
     probe = (
         "import sys\n"
-        "from hub import hookimpl, HubPort, Channel, Delivery, Reply, Tool, InboundMessage, NotificationRequest, TemplateError\n"
+        "from hub import hookimpl, HubPort, Channel, Delivery, Reply, Tool, InboundMessage, NotificationRequest, TemplateError, AppointmentInput\n"
         "heavy = ['sqlalchemy', 'alembic', 'click', 'aiohttp.web', 'hub.core', 'hub.cli', 'hub.database']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )

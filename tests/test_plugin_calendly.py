@@ -201,7 +201,7 @@ def test_an_unknown_invitee_timezone_is_dropped() -> None:
     payload = load("invitee.created.json")["payload"]
     payload["timezone"] = "Mars/Olympus_Mons"
     booking = booking_from_invitee(payload, status="scheduled", region="ES", phone_questions=[])
-    assert booking.timezone is None and booking.event("clinic").contact_timezone is None
+    assert booking.timezone is None and booking.contact_timezone is None
 
 
 # --- webhooks through the hub ------------------------------------------------------

@@ -13,7 +13,7 @@ from hub.cli import with_open_hub
 from hub.core import Hub
 from hub.models import DeliveryAttempt, Notification
 from hub.notifications import NotificationRequest
-from hub.outbox import FINAL_STATUSES, STATUSES
+from hub.outbox import FINAL_STATUSES, STATUSES, NotificationStatus
 from hub.phones import InvalidAddress
 
 
@@ -49,11 +49,11 @@ async def send(hub: Hub, tenant: str, to: str, kind: str, channels: tuple[str, .
     async with hub.db.sessions() as session:
         for attempt in (await session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.notification_id == row.id).order_by(DeliveryAttempt.id))).all():
             click.echo(f"  attempt {attempt.channel}: {attempt.outcome}{' - ' + attempt.error if attempt.error else ''}")
-    if row.status == "sandboxed":
+    if row.status == NotificationStatus.SANDBOXED:
         click.echo("SANDBOX: the message was rendered and recorded, not sent (set sandbox = false on the channel's plugin to send).")
     if row.status not in FINAL_STATUSES:
         raise click.ClickException(f"notification {row.id} is still {row.status} after {timeout:g}s; it stays queued")
-    if row.status in ("failed", "expired"):
+    if row.status in (NotificationStatus.FAILED, NotificationStatus.EXPIRED):
         raise click.exceptions.Exit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable
@@ -66,7 +67,7 @@ async def backfill(
                 report.skipped.append(f"{invitee.get('uri')}: {exc}")
                 continue
             # Bookings made before the hub was installed were confirmed by Calendly: reminders only.
-            change = await plugin.hub.upsert_appointment(tenant, booking.input(confirm=False))
+            change = await plugin.hub.upsert_appointment(tenant, dataclasses.replace(booking, confirm=False))
             report.changes[change.change] += 1
             if change.appointment.contact_id is None:
                 report.without_contact += 1

@@ -1,7 +1,8 @@
-"""From Calendly's invitee (webhook payload or API resource) to the hub's appointment fields.
+"""From Calendly's invitee (webhook payload or API resource) to the hub's `AppointmentInput`.
 
-Pure functions: the webhook handler and `hub calendly sync` share them, so
-a booking looks the same whichever way it arrived.
+Pure functions: the webhook handler (which wraps the input in an
+`AppointmentEvent`) and `hub calendly sync` (which upserts it directly)
+share them, so a booking looks the same whichever way it arrived.
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from hub import AppointmentEvent, AppointmentInput, InvalidAddress, normalize_email, normalize_phone
+from hub import AppointmentInput, InvalidAddress, normalize_email, normalize_phone
 
 SOURCE = "calendly"
 
@@ -32,46 +32,6 @@ _INVITEE_PHONE_LOCATIONS = frozenset({"outbound_call"})
 
 class Unmappable(ValueError):
     """The invitee lacks what an appointment needs (its URI or the event's start)."""
-
-
-@dataclass(frozen=True)
-class Booking:
-    """One Calendly invitee as the hub stores it: the fields `AppointmentEvent` and `AppointmentInput` share."""
-
-    external_id: str
-    start_at: dt.datetime
-    status: str
-    end_at: dt.datetime | None = None
-    timezone: str | None = None
-    addresses: tuple[tuple[str, str], ...] = ()
-    contact_name: str | None = None
-    service: str | None = None
-    location: str | None = None
-    event_type: str | None = None
-    cancel_url: str | None = None
-    reschedule_url: str | None = None
-    reason: str | None = None
-    booked_at: dt.datetime | None = None
-    replaces: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def _common(self) -> dict[str, Any]:
-        return {
-            "source": SOURCE, "external_id": self.external_id, "start_at": self.start_at, "end_at": self.end_at,
-            "timezone": self.timezone, "status": self.status, "contact_name": self.contact_name,
-            # The invitee's zone becomes the contact's when it has none (the core never overwrites).
-            "contact_timezone": self.timezone, "service": self.service, "location": self.location,
-            "event_type": self.event_type, "cancel_url": self.cancel_url, "reschedule_url": self.reschedule_url,
-            "reason": self.reason, "booked_at": self.booked_at, "replaces": self.replaces, "data": dict(self.data),
-        }
-
-    def event(self, tenant: str) -> AppointmentEvent:
-        """The inbox event a webhook stores."""
-        return AppointmentEvent(tenant=tenant, addresses=[[kind, value] for kind, value in self.addresses], **self._common())
-
-    def input(self, *, confirm: bool = True) -> AppointmentInput:
-        """The upsert a backfill runs directly (a backfill of old bookings sends no confirmation)."""
-        return AppointmentInput(addresses=self.addresses, confirm=confirm, **self._common())
 
 
 def status_for(event_name: str, invitee: Mapping[str, Any]) -> str | None:
@@ -99,8 +59,8 @@ def booking_from_invitee(
     region: str | None,
     phone_questions: Iterable[str],
     scheduled_event: Mapping[str, Any] | None = None,
-) -> Booking:
-    """Map an invitee (with its `scheduled_event`, embedded or given) to a Booking; raise Unmappable."""
+) -> AppointmentInput:
+    """Map an invitee (with its `scheduled_event`, embedded or given) to an appointment; raise Unmappable."""
     uri = invitee.get("uri")
     if not isinstance(uri, str) or not uri.strip():
         raise Unmappable("the invitee has no uri")
@@ -122,7 +82,8 @@ def booking_from_invitee(
     if location_phone:
         raw_addresses.append(("phone", location_phone))
     service = _text(event.get("name"))
-    return Booking(
+    return AppointmentInput(
+        source=SOURCE,
         external_id=uri.strip(),
         start_at=start_at,
         end_at=_moment(event.get("end_time")),
@@ -130,6 +91,8 @@ def booking_from_invitee(
         timezone=timezone,
         addresses=usable_addresses(raw_addresses, region),
         contact_name=_name(invitee),
+        # The invitee's zone becomes the contact's when it has none (the core never overwrites).
+        contact_timezone=timezone,
         service=service[:_SERVICE_MAX] if service else None,
         location=location,
         event_type=_text(event.get("event_type")),

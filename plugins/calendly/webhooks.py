@@ -10,6 +10,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from hub import AppointmentEvent
+
 from .mapping import HANDLED_EVENTS, NO_SHOW_CREATED, NO_SHOW_DELETED, SOURCE, Unmappable, booking_from_invitee, status_for
 from .runtime import CalendlyPlugin
 from .signature import HEADER, SignatureError, parse_header
@@ -76,7 +78,8 @@ def routes(plugin: CalendlyPlugin) -> list[web.RouteDef]:
             # Authentic but unusable: answering an error would only make Calendly retry it for a day.
             log.warning("calendly_webhook_unmappable", tenant=tenant, event=name, reason=str(exc))
             return web.json_response({"accepted": False, "ignored": str(exc)})
-        new = await hub.accept(booking.event(tenant), source=SOURCE, dedupe_key=dedupe_key(tenant, name, envelope))
+        event = AppointmentEvent(tenant=tenant, appointment=booking)
+        new = await hub.accept(event, source=SOURCE, dedupe_key=dedupe_key(tenant, name, envelope))
         return web.json_response({"accepted": new})
 
     return [web.post("/events", events, name="events")]
