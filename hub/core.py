@@ -36,6 +36,7 @@ from hub.models import PluginData
 from hub.outbox import Enqueued, NotificationRequest, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
 from hub.templates import SHIPPED_TEMPLATES, Templates
+from hub.tenant_settings import TenantSettingsStore
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
 
 T = TypeVar("T")
@@ -75,6 +76,7 @@ class Hub:
         self.dispatcher = Dispatcher(self)
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
+        self.tenant_settings = TenantSettingsStore(config, self.db, self._settings_models, self.plugins)
         self._validate_settings(plugins)
         self._plugin_runtimes: dict[str, Any] = {}
         self.channels: dict[str, Channel] = {}
@@ -134,16 +136,16 @@ class Hub:
         return validate_table(model, resolved, self.config.path, where)
 
     def settings_for(self, plugin: str, tenant: str | None = None) -> Any:
-        """A plugin's validated settings, with the tenant's overrides applied; None if not configured."""
-        state = self.plugins.get(plugin)
-        if state is None:
-            raise KeyError(f"no plugin {plugin!r} is loaded")
-        overrides = self.config.tenants[tenant].plugins.get(plugin) if tenant in self.config.tenants else None
-        if not overrides:
-            return state.settings
-        model = self._settings_models[plugin]
-        merged = {**self.config.plugins.get(plugin, {}), **overrides}
-        return self._validate_plugin_table(model, merged, f"tenants.{tenant}.plugins.{plugin}")
+        """A plugin's validated settings, with the tenant's overrides applied; None if not configured.
+
+        Cached: resolved once per tenant, refreshed when config.toml tenants or
+        database settings change (see hub.tenant_settings).
+        """
+        return self.tenant_settings.resolve(plugin, tenant)
+
+    def tenant_slugs_configured_for(self, plugin: str) -> list[str]:
+        """Slugs of the tenants with settings for `plugin`: config.toml tenants, and database tenants with their own."""
+        return self.tenant_settings.configured_tenants(plugin)
 
     def _register_channels(self) -> None:
         for plugin, channels in self.hooks.call_sync("register_channels", hub=self):
@@ -183,11 +185,13 @@ class Hub:
             for slug, settings in self.config.tenants.items():
                 info, _ = await upsert_tenant(session, slug, settings)
                 self.tenants.remember(info)
+        await self.tenant_settings.start()
         await self.call_all("on_startup", hub=self)
 
     async def close(self) -> None:
         """Run `on_shutdown` and close the database."""
         await self.call_all("on_shutdown", hub=self)
+        await self.tenant_settings.stop()
         await self.db.close()
 
     @asynccontextmanager

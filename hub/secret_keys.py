@@ -153,6 +153,11 @@ class Keyring:
             raise self._missing(what)
         return self._current
 
+    def adopt(self, key: bytes) -> None:
+        """Make `key` the current key (after a rotation finished)."""
+        self._current = key
+        self._remember(key)
+
     def encrypt(self, plaintext: str, context: str, *, key: bytes | None = None) -> str:
         """A token for `plaintext`, bound to `context` (tenant, plugin and setting)."""
         key = key if key is not None else self.current(f"the secret setting {context} must be encrypted")
