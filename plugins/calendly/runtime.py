@@ -54,13 +54,14 @@ class CalendlyPlugin:
         settings = self.settings(tenant)
         if settings is None:
             raise NotConfigured(
-                f"Calendly is not configured for tenant {tenant}: add [tenants.{tenant}.plugins.calendly] with a token"
+                f"Calendly is not configured for tenant {tenant}: run `hub tenants configure {tenant} calendly token=...` "
+                f"(or add [tenants.{tenant}.plugins.calendly] with a token)"
             )
         return settings
 
     def configured_tenants(self) -> list[str]:
-        """The config's tenants that have Calendly settings."""
-        return [slug for slug in self.hub.config.tenants if self.settings(slug) is not None]
+        """The tenants that have Calendly settings (config.toml and database)."""
+        return list(self.hub.tenant_slugs_configured_for(NAME))
 
     def configured(self) -> bool:
         """Whether any tenant (or the plugin's own table) has Calendly settings."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from hub import hub_from_context
+from hub import with_open_hub
 
 from .sending import NAME, find_template, locale_candidates
 from .settings import Settings, locale_key
@@ -48,16 +48,15 @@ def add_commands(cli: click.Group) -> None:
         """Twilio WhatsApp and SMS (the twilio_messaging plugin)."""
 
     @twilio.command()
-    @click.option("--tenant", "only", default=None, help="Only this tenant (default: every tenant in the config).")
-    def templates(only: str | None) -> None:
+    @click.option("--tenant", "only", default=None, help="Only this tenant (default: every tenant with Twilio settings).")
+    @with_open_hub
+    async def templates(hub: Any, only: str | None) -> None:
         """List the WhatsApp Content templates per tenant and locale; exit 1 if a kind has none."""
-        hub: Any = hub_from_context()
-        tenants = hub.config.tenants
-        if only is not None and only not in tenants:
-            raise click.ClickException(f"no tenant {only!r} in {hub.config.path}")
+        slugs = [only] if only else hub.tenant_slugs_configured_for(NAME)
         missing = 0
-        for slug in [only] if only else list(tenants):
-            lines, absent = template_report(slug, hub.settings_for(NAME, slug), tenants[slug].locale)
+        for slug in slugs:
+            tenant = await hub.tenants.get(slug)  # an unknown slug is one error line, exit 1
+            lines, absent = template_report(slug, hub.settings_for(NAME, slug), tenant.locale)
             missing += absent
             for line in lines:
                 click.echo(line)
