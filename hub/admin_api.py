@@ -18,6 +18,7 @@ from aiohttp import web
 from hub.admin_keys import key_kind
 from hub.core import Hub
 from hub.errors import UnknownTenant
+from hub.secret_keys import SecretKeyError
 from hub.tenant_settings import SettingsProblem, UnknownPlugin
 
 ADMIN_HUB_KEY = web.AppKey("admin_hub", Hub)
@@ -42,7 +43,10 @@ async def authenticate_admin(request: web.Request, handler: Handler) -> web.Stre
         return problem(403, "forbidden", detail="a tenant API key cannot use the admin API: use an admin key")
     if kind != "admin":
         return problem(401, "unauthorized", detail="unknown or revoked admin key")
-    return await handler(request)
+    try:
+        return await handler(request)
+    except SecretKeyError as exc:  # the deployment's set-up, not the request: say what to fix
+        return problem(503, "secret_key_unavailable", detail=str(exc))
 
 
 class AdminApi:
@@ -108,6 +112,7 @@ class AdminApi:
             return problem(404, "not_found", detail=str(exc))
         except SettingsProblem as exc:
             return problem(422, "validation_failed", plugin=exc.plugin, field=exc.key, reason=exc.problem)
+
         return web.json_response(view.as_json())
 
 

@@ -126,8 +126,11 @@ def _mentions_secret(annotation: Any) -> bool:
     return any(_mentions_secret(arg) for arg in get_args(annotation))
 
 
-def _first_problem(exc: ValidationError) -> tuple[str, str]:
-    error = exc.errors()[0]
+def _first_problem(exc: ValidationError, prefer: Iterable[str] = ()) -> tuple[str, str]:
+    """(key, reason) of the error to report: one about a key the caller just changed, if any."""
+    errors = exc.errors()
+    wanted = set(prefer)
+    error = next((e for e in errors if e["loc"] and str(e["loc"][0]) in wanted), errors[0])
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return key, "unknown key"
@@ -329,11 +332,11 @@ class TenantSettingsStore:
         merged.update(stored)
         return merged
 
-    def _validate(self, model: type[BaseModel], plugin: str, table: Mapping[str, Any]) -> BaseModel:
+    def _validate(self, model: type[BaseModel], plugin: str, table: Mapping[str, Any], changed: Iterable[str] = ()) -> BaseModel:
         try:
             return model.model_validate(dict(table))
         except ValidationError as exc:
-            raise SettingsProblem(plugin, *_first_problem(exc)) from None
+            raise SettingsProblem(plugin, *_first_problem(exc, changed)) from None
 
     def model_for(self, plugin: str) -> type[BaseModel]:
         """The plugin's settings model; raises UnknownPlugin."""
@@ -374,7 +377,7 @@ class TenantSettingsStore:
             stored.update(changes)
             for key in removed:
                 stored.pop(key, None)
-            self._validate(model, plugin, self._merged(plugin, tenant, stored))
+            self._validate(model, plugin, self._merged(plugin, tenant, stored), changes)
             values = {k: v for k, v in stored.items() if not (k in secret_keys and isinstance(v, str))}
             secrets = {
                 k: self.keyring.encrypt(v, self._context(tenant_id, plugin, k))
