@@ -396,7 +396,7 @@ class TenantSettingsStore:
         return await self.view(tenant, plugin)
 
     async def _notify(self, session: AsyncSession) -> None:
-        if session.bind.dialect.name == "postgresql":
+        if self._db.dialect == "postgresql":
             # Delivered to every listening process when this transaction commits, not before.
             await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": SETTINGS_CHANNEL})
 
