@@ -79,19 +79,28 @@ def _read_key_file(path: Path) -> bytes | None:
 
 
 def _create_key_file(path: Path) -> bytes:
-    """Write a new key file readable by its owner only; if another process made it first, use theirs."""
+    """Write a new key file readable by its owner only; if another process made it first, use theirs.
+
+    The key is written to a private temporary file and hard-linked into place,
+    so no process ever reads a half-written key file.
+    """
     text = generate_key()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        existing = _read_key_file(path)
-        assert existing is not None
-        return existing
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)  # the umask may only remove bits; say exactly what we mean
-        fh.write(text + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o600)  # the umask may only remove bits; say exactly what we mean
+            fh.write(text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            existing = _read_key_file(path)
+            assert existing is not None
+            return existing
+    finally:
+        temporary.unlink(missing_ok=True)
     return parse_key(text, f"key file {path}")
 
 
