@@ -336,6 +336,10 @@ def report(
     (`hand_on`); True then, so the caller wakes the dispatcher.
     """
     status = PROVIDER_STATUS.get(provider_status)
+    if row.status in (NotificationStatus.PENDING, NotificationStatus.SENDING):
+        # Not out in its current form (re-armed, or handed to the next channel): a report about
+        # an earlier message says nothing about the promise it is now.
+        return False
     if status is None or _REPORT_RANK[status] <= _REPORT_RANK.get(NotificationStatus(row.status), -1):
         return False
     handed_on = status == NotificationStatus.FAILED and can_hand_on(row)
