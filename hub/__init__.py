@@ -23,7 +23,7 @@ from hub.events import (
     OptOutEvent,
     ReceivedMessage,
 )
-from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
+from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id, normalize_address, normalize_email, normalize_phone
 from hub.outbox import NotificationRequest
 from hub.plugins import hookimpl
 from hub.responders import ContextSection, Reply, Tool
@@ -57,7 +57,9 @@ __all__ = [
     "Reply",
     "Tool",
     "TransientError",
+    "WHATSAPP_ID",
     "hookimpl",
+    "is_whatsapp_id",
     "hub_from_context",
     "with_open_hub",
     "normalize_address",

@@ -72,8 +72,10 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
     async def received(session: AsyncSession, event: InboxEvent) -> list[AfterCommit]:
         assert isinstance(event, InboundMessage)
         tenant = await hub.tenants.get(event.tenant)
+        linked = [(kind, address) for kind, address in event.linked_addresses]
         outcome = await link(
-            session, tenant, [(event.sender_kind, event.sender)], profile={"name": event.profile_name}
+            session, tenant, [(event.sender_kind, event.sender), *linked], profile={"name": event.profile_name},
+            reason=f"{event.channel} says these are one account", certain=bool(linked),
         )
         conversation = await conversation_for(session, tenant.id, outcome.contact.id, event.medium, event.channel)
         received_at = event.received_at or utcnow()
@@ -103,6 +105,7 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             body=event.body,
             media=list(event.media),
             profile_name=event.profile_name,
+            address_kind=outcome.identities[0].kind,
         )
         thread = ConversationView(
             conversation.id, tenant.slug, outcome.contact.id, event.medium, event.channel, received_at

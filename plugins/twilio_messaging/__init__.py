@@ -144,7 +144,7 @@ async def on_message_received(hub: Any, message: Any) -> None:
     action = classify(message.body, message.medium)
     if action not in ("stop", "start"):
         return
-    changed = await hub.set_opt_out(message.tenant, "phone", message.address, message.medium, action == "stop")
+    changed = await hub.set_opt_out(message.tenant, message.address_kind, message.address, message.medium, action == "stop")
     structlog.get_logger("plugins.twilio_messaging").info(
         "twilio_opt_out" if action == "stop" else "twilio_opt_in",
         tenant=message.tenant, medium=message.medium, contact_id=message.contact_id, changed=changed,
