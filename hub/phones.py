@@ -69,7 +69,7 @@ _LABEL_WORDS = (
     r"|whats\s*app|wa|wpp|zap|handy|fijo|casa|home|work|trabajo|contacto|contact|n[uú]mero|n[º°o]"
 )
 # A label is a whole word (not the start of a longer one), maybe followed by "." or ":".
-_LEADING_LABELS = re.compile(rf"^(?:(?:{_LABEL_WORDS})(?![^\W\d_])\s*[.:]?\s*-?\s*)+", re.IGNORECASE)
+_LEADING_LABELS = re.compile(rf"^(?:(?:{_LABEL_WORDS})(?![^\W\d_])\s*[.:]{{0,2}}\s*-?\s*)+", re.IGNORECASE)
 _TRAILING_LABEL = re.compile(rf"(?<![^\W\d_])\s*[(\[]?\s*(?:{_LABEL_WORDS})\.?\s*[)\]]?\s*$", re.IGNORECASE)
 
 # Brazil's "(0xx21)": trunk 0, a placeholder for the carrier code the caller picks, area code 21.
@@ -153,15 +153,13 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
     if not text:
         raise InvalidAddress("empty", raw)
     text = _EXTENSION.sub("", text)
-    forced_region = None
     placeholder = _BR_CARRIER_PLACEHOLDER.match(text)
     if placeholder is not None:
-        # The notation itself is Brazilian, whatever the tenant's region.
-        text, forced_region = "0" + placeholder.group(1) + text[placeholder.end():], "BR"
+        # The notation itself is Brazilian, whatever the tenant's region; read as +55 so the area
+        # code is never taken for a carrier code.
+        text = "+55 " + placeholder.group(1) + text[placeholder.end():]
     has_plus, digits, bare = _scan(text, raw)
     region_code = _region_code(region, raw)
-    if forced_region is not None and not has_plus:
-        region_code = forced_region
     if not digits.isdigit():
         has_plus, digits, bare = _vanity(has_plus, digits, region_code, text, raw)
     try:
@@ -279,8 +277,9 @@ def _scan(text: str, raw: str) -> tuple[bool, str, bool]:
 
 def _vanity(has_plus: bool, chars: str, region: str | None, text: str, raw: str) -> tuple[bool, str, bool]:
     """Letters in a NANP number after its area code are keypad digits (1-888-DENTIST); elsewhere refused."""
-    national = chars[1:] if chars.startswith("1") and (has_plus or region is None or _nanp(region)) else chars
-    nanp = (has_plus and chars.startswith("1")) or (not has_plus and (chars.startswith("1") or _nanp(region)))
+    # A leading 1 is NANP's country code whatever the tenant's region: no other plan spells numbers.
+    nanp = chars.startswith("1") or (not has_plus and _nanp(region))
+    national = chars[1:] if chars.startswith("1") else chars
     tail = national[_NANP_NATIONAL_DIGITS:]
     if (
         not nanp
@@ -289,9 +288,10 @@ def _vanity(has_plus: bool, chars: str, region: str | None, text: str, raw: str)
         # Vanity words may run past the last digit (1-800-MATTRESS): those letters are not dialled.
         or (tail and not tail.isalpha())
     ):
-        # A word standing on its own ("call 600...") is text around a number; a letter inside a
-        # digit group is a typo for a digit (6OO for 600), which we do not guess at.
-        words = any(token.isalpha() for token in text.split())
+        # Words before the number ("call 600...") are text around it; letters in or after it are
+        # typos for digits (6OO for 600) or a vanity spelling outside NANP, which we do not guess at.
+        first_digit = next(i for i, ch in enumerate(text) if unicodedata.category(ch) == "Nd")
+        words = any(token.isalpha() for token in text[:first_digit].split())
         raise InvalidAddress("not a number" if words else "letters", raw)
     digits = "".join(_KEYPAD.get(ch, ch) for ch in national[:_NANP_NATIONAL_DIGITS])
     return True, "1" + digits, False
