@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import BigInteger, String, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,6 +37,7 @@ from hub.models import (
     MergeProposal,
     Message,
     Notification,
+    UTCDateTime,
     utcnow,
 )
 from hub.phones import WHATSAPP_ID, InvalidAddress, match_key, normalize_address
@@ -62,6 +63,9 @@ LINK_ATTEMPTS = 5
 MAX_ADDRESS_LENGTH = 320
 
 _TAIL_DIGITS = 8
+
+# `last_seen_at` is rewritten at most this often: a burst of messages from one person is one write.
+SEEN_RESOLUTION = dt.timedelta(minutes=1)
 
 
 @dataclass
@@ -159,6 +163,13 @@ async def link(
         known = keys.get((key.kind, key.match))
         if known is None or _more_specific(key.kind, known.value, key.value):
             keys[(key.kind, key.match)] = key
+    if len(keys) == 1:
+        key = next(iter(keys.values()))
+        found, known = await _known(session, tenant, key, profile or {})
+        if not found:
+            known = await _create(session, tenant, key, profile or {})
+        if known is not None:
+            return known
     for _ in range(LINK_ATTEMPTS):
         outcome = await _link_once(session, tenant, list(keys.values()), profile or {}, reason, certain)
         if outcome is not None:
@@ -166,15 +177,124 @@ async def link(
     raise RuntimeError("contact linking kept losing races; giving up")  # needs LINK_ATTEMPTS concurrent winners in a row
 
 
+@dataclass(frozen=True)
+class _FastPath:
+    """The fast path's statements, built once: constructing a statement costs more CPU than running it.
+
+    On PostgreSQL each case is one round trip (data-modifying CTEs); SQLite runs the plain pairs.
+    """
+
+    find: Any
+    mark_seen: Any
+    find_and_mark_seen: Any
+    create: Any
+
+
+def _fast_path() -> _FastPath:
+    identity, contact = Identity.__table__, Contact.__table__
+    find = (
+        select(identity.c.id, identity.c.value, identity.c.last_seen_at, contact.c.id.label("contact_id"),
+               *(contact.c[name] for name in PROFILE_FIELDS))
+        .join(contact, contact.c.id == identity.c.contact_id)
+        .where(identity.c.tenant_id == bindparam("p_tenant_id"), identity.c.kind == bindparam("p_kind"),
+               identity.c.match_key == bindparam("p_match_key"))
+    )
+    mark_seen = update(identity).where(identity.c.id == bindparam("p_identity_id")).values(last_seen_at=bindparam("p_now"))
+    found = find.cte("found")
+    marked = (
+        update(identity)
+        .where(identity.c.id.in_(select(found.c.id)), identity.c.last_seen_at < bindparam("p_cutoff", type_=UTCDateTime()))
+        .values(last_seen_at=bindparam("p_now", type_=UTCDateTime()))
+        .returning(identity.c.id)
+        .cte("marked")
+    )
+    now = bindparam("p_now", type_=UTCDateTime())
+    new_contact = (
+        insert(contact)
+        .values(tenant_id=bindparam("p_tenant_id", type_=BigInteger()), attributes={}, created_at=now, updated_at=now,
+                **{name: bindparam(f"p_{name}", type_=contact.c[name].type) for name in PROFILE_FIELDS})
+        .returning(contact.c.id)
+        .cte("new_contact")
+    )
+    columns = ("tenant_id", "contact_id", "kind", "value", "match_key", "phone_tail", "opted_out", "first_seen_at", "last_seen_at")
+    new_identity = (
+        pg_insert(identity)
+        .from_select(columns, select(
+            bindparam("p_tenant_id", type_=BigInteger()), new_contact.c.id, bindparam("p_kind", type_=String()),
+            bindparam("p_value", type_=String()), bindparam("p_match_key", type_=String()),
+            bindparam("p_phone_tail", type_=String()), bindparam("p_opted_out", type_=identity.c.opted_out.type), now, now,
+        ))
+        .on_conflict_do_nothing(index_elements=["tenant_id", "kind", "match_key"])
+        .returning(identity.c.id)
+        .cte("new_identity")
+    )
+    create = select(new_contact.c.id.label("contact_id"), select(new_identity.c.id).scalar_subquery().label("identity_id"))
+    return _FastPath(find, mark_seen, select(found).add_cte(marked), create)
+
+
+_FAST = _fast_path()
+
+
+async def _known(
+    session: AsyncSession, tenant: TenantInfo, key: Key, profile: dict[str, Any]
+) -> tuple[bool, LinkOutcome | None]:
+    """The usual case (every further message from a known person) on Core rows: (whether a contact
+    owns the address, the outcome when nothing is left to do, else None for the full path)."""
+    connection = await session.connection()
+    now = utcnow()
+    params = {"p_tenant_id": tenant.id, "p_kind": key.kind, "p_match_key": key.match}
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        params |= {"p_now": now, "p_cutoff": now - SEEN_RESOLUTION}
+    row = (await connection.execute(_FAST.find_and_mark_seen if postgresql else _FAST.find, params)).first()
+    if row is None:
+        return False, None
+    if _more_specific(key.kind, row.value, key.value) or any(
+        value and not getattr(row, name) and _storable(name, value) for name, value in profile.items()
+    ):
+        return True, None
+    if not postgresql and row.last_seen_at < now - SEEN_RESOLUTION:
+        await connection.execute(_FAST.mark_seen, {"p_identity_id": row.id, "p_now": now})
+    ref = IdentityRef(row.id, key.kind, row.value)
+    return True, LinkOutcome(ContactRef(row.contact_id, tenant.slug, row.name, row.locale, row.timezone), [ref])
+
+
+async def _create(session: AsyncSession, tenant: TenantInfo, key: Key, profile: dict[str, Any]) -> LinkOutcome | None:
+    """A first address of a new person: contact and identity; None when a concurrent link took the
+    address first (then nothing is left behind and the full path resolves against the winner's rows)."""
+    connection = await session.connection()
+    now = utcnow()
+    values = {name: value for name, value in profile.items() if value and _storable(name, value)}
+    if connection.dialect.name == "postgresql":
+        row = (await connection.execute(_FAST.create, {
+            "p_tenant_id": tenant.id, "p_now": now, **{f"p_{name}": values.get(name) for name in PROFILE_FIELDS},
+            "p_kind": key.kind, "p_value": key.value, "p_match_key": key.match, "p_phone_tail": _tail(key), "p_opted_out": {},
+        })).one()
+        contact_id, identity_id = int(row.contact_id), row.identity_id
+    else:
+        contact_id = int(await connection.scalar(
+            insert(Contact.__table__).values(tenant_id=tenant.id, attributes={}, created_at=now, updated_at=now, **values)
+            .returning(Contact.__table__.c.id)
+        ))
+        identity_id = (await _insert_identities(session, tenant, contact_id, [key], now)).get((key.kind, key.match))
+    if identity_id is None:
+        await connection.execute(delete(Contact.__table__).where(Contact.__table__.c.id == contact_id))
+        return None
+    ref = IdentityRef(int(identity_id), key.kind, key.value)
+    contact = ContactRef(contact_id, tenant.slug, values.get("name"), values.get("locale"), values.get("timezone"))
+    proposed = await _propose_lookalikes(session, tenant, contact.id, contact.name, key.value) if key.kind == "phone" else []
+    return LinkOutcome(contact, [ref], [ref], [], True, proposed)
+
+
 async def _link_once(
     session: AsyncSession, tenant: TenantInfo, keys: list[Key], profile: dict[str, Any], reason: str, certain: bool
 ) -> LinkOutcome | None:
     """One resolution round; None when a concurrent link took one of the addresses first (then nothing is left behind)."""
-    existing = await _existing(session, tenant, keys)
-    owner_ids = sorted({row.contact_id for row in existing.values()})
+    existing, owners = await _existing(session, tenant, keys)
+    owner_ids = sorted(owners)
     created = False
     if owner_ids:
-        contact = await session.get_one(Contact, owner_ids[0])
+        contact = owners[owner_ids[0]]
     else:
         contact = Contact(tenant_id=tenant.id, attributes={})
         session.add(contact)
@@ -206,19 +326,26 @@ async def _link_once(
         return None
     added: list[IdentityRef] = []
     refs: list[IdentityRef] = []
+    seen: list[int] = []
     for key in keys:
         row = existing.get((key.kind, key.match))
         if row is None:
             ref = IdentityRef(inserted[(key.kind, key.match)], key.kind, key.value)
             added.append(ref)
         else:
-            if row.contact_id in absorbed:
+            if row.contact_id in absorbed and row.contact_id != contact.id:
                 row.contact_id = contact.id
-            row.last_seen_at = now
+            if row.last_seen_at < now - SEEN_RESOLUTION:
+                seen.append(row.id)
             if _more_specific(key.kind, row.value, key.value):
                 row.value = key.value
             ref = IdentityRef(row.id, key.kind, row.value)
         refs.append(ref)
+    if seen:
+        # A plain UPDATE, not the unit of work: this runs for nearly every inbound message.
+        await session.execute(
+            update(Identity).where(Identity.id.in_(seen)).values(last_seen_at=now).execution_options(synchronize_session=False)
+        )
     for name, value in profile.items():
         # Evidence fills gaps; it never overwrites what an operator or earlier source set.
         if value and not getattr(contact, name) and _storable(name, value):
@@ -226,18 +353,24 @@ async def _link_once(
     await session.flush()
     for ref in added:
         if ref.kind == "phone":
-            proposed += await _propose_lookalikes(session, tenant, contact, ref.value)
+            proposed += await _propose_lookalikes(session, tenant, contact.id, contact.name, ref.value)
     return LinkOutcome(_ref(contact, tenant), refs, added, merged, created, proposed)
 
 
-async def _existing(session: AsyncSession, tenant: TenantInfo, keys: list[Key]) -> dict[tuple[str, str], Identity]:
-    rows = await session.scalars(
-        select(Identity).where(
+async def _existing(
+    session: AsyncSession, tenant: TenantInfo, keys: list[Key]
+) -> tuple[dict[tuple[str, str], Identity], dict[int, Contact]]:
+    """The identities these keys name, and their contacts (fetched in the same round trip)."""
+    rows = await session.execute(
+        select(Identity, Contact)
+        .join(Contact, Contact.id == Identity.contact_id)
+        .where(
             Identity.tenant_id == tenant.id,
             or_(*(and_(Identity.kind == k.kind, Identity.match_key == k.match) for k in keys)),
         )
     )
-    return {(row.kind, row.match_key): row for row in rows.all()}
+    found = rows.all()
+    return {(row.kind, row.match_key): row for row, _ in found}, {owner.id: owner for _, owner in found}
 
 
 async def _insert_identities(
@@ -316,24 +449,26 @@ async def propose(
     return int(found) if found is not None else None
 
 
-async def _propose_lookalikes(session: AsyncSession, tenant: TenantInfo, contact: Contact, phone: str) -> list[int]:
+async def _propose_lookalikes(
+    session: AsyncSession, tenant: TenantInfo, contact_id: int, name: str | None, phone: str
+) -> list[int]:
     """Proposals for a new phone that looks like another contact's: the same last eight digits under
     another country code with the same name, or a Brazilian number with and without its ninth digit."""
     proposed: list[int] = []
-    if contact.name:
+    if name:
         rows = await session.execute(
             select(Identity.contact_id, Identity.value)
             .join(Contact, Contact.id == Identity.contact_id)
             .where(
                 Identity.tenant_id == tenant.id, Identity.kind == "phone", Identity.phone_tail == phone[-_TAIL_DIGITS:],
-                Identity.contact_id != contact.id, func.lower(Contact.name) == contact.name.lower(),
+                Identity.contact_id != contact_id, func.lower(Contact.name) == name.lower(),
             )
             .limit(10)
         )
         for other_id, value in rows.all():
             if _country_code(value) != _country_code(phone):
-                found = await propose(session, tenant, contact.id, other_id, SAME_NAME_SAME_DIGITS,
-                                      {"identities": [f"phone:{phone}", f"phone:{value}"], "name": contact.name})
+                found = await propose(session, tenant, contact_id, other_id, SAME_NAME_SAME_DIGITS,
+                                      {"identities": [f"phone:{phone}", f"phone:{value}"], "name": name})
                 if found is not None:
                     proposed.append(found)
     twin = _brazil_twin(phone)
@@ -341,11 +476,11 @@ async def _propose_lookalikes(session: AsyncSession, tenant: TenantInfo, contact
         other_id = await session.scalar(
             select(Identity.contact_id).where(
                 Identity.tenant_id == tenant.id, Identity.kind == "phone", Identity.match_key == twin,
-                Identity.contact_id != contact.id,
+                Identity.contact_id != contact_id,
             )
         )
         if other_id is not None:
-            found = await propose(session, tenant, contact.id, other_id, BRAZIL_NINTH_DIGIT,
+            found = await propose(session, tenant, contact_id, other_id, BRAZIL_NINTH_DIGIT,
                                   {"identities": [f"phone:{phone}", f"phone:{twin}"]})
             if found is not None:
                 proposed.append(found)
