@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from hub.contacts import (
+from hub.contacts import LinkOutcome, link
+from hub.merges import (
     BRAZIL_NINTH_DIGIT,
     CONFLICTING_IDENTITIES,
     SAME_NAME_SAME_DIGITS,
-    LinkOutcome,
     MergeError,
     accept_proposal,
-    link,
     reject_proposal,
     unmerge,
 )

@@ -10,14 +10,9 @@ from sqlalchemy import select
 
 from hub.cli import with_open_hub
 from hub.contact_io import export_contacts, import_contacts
-from hub.contacts import (
-    PROPOSAL_OPEN,
-    MergeError,
-    accept_proposal,
-    link,
-    reject_proposal,
-    unmerge as undo_merge,
-)
+from hub.contacts import link
+from hub.merges import PROPOSAL_OPEN, MergeError, accept_proposal, reject_proposal
+from hub.merges import unmerge as undo_merge
 from hub.core import Hub
 from hub.events import ContactRef, IdentityRef
 from hub.models import Contact, ContactMerge, Identity, MergeProposal
