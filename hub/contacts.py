@@ -47,6 +47,8 @@ LINK_ATTEMPTS = 5
 # The width of `identities.value`: a longer address cannot be stored (PostgreSQL refuses it).
 MAX_ADDRESS_LENGTH = 320
 
+_INSERT_ORDER = {kind: rank for rank, kind in enumerate(PERSONAL_KINDS)}
+
 # `last_seen_at` is rewritten at most this often: a burst of messages from one person is one write.
 SEEN_RESOLUTION = dt.timedelta(minutes=1)
 
@@ -358,8 +360,9 @@ async def _insert_identities(
     """Insert what no one owns yet; (kind, match key) -> id of each row this call inserted."""
     if not keys:
         return {}
-    # One order for every racer, so two links inserting the same pair never wait on each other in a cycle.
-    ordered = sorted(keys, key=lambda k: (k.kind, k.match))
+    # One order for every racer, so two links inserting the same pair never wait on each other in a
+    # cycle; personal kinds first, in the order people and forms list them (ids follow it).
+    ordered = sorted(keys, key=lambda k: (_INSERT_ORDER.get(k.kind, len(_INSERT_ORDER)), k.kind, k.match))
     values = [
         {
             "tenant_id": tenant.id, "contact_id": contact_id, "kind": k.kind, "value": k.value, "match_key": k.match,

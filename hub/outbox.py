@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.contacts import LinkOutcome, link
 from hub.models import Notification, utcnow
+from hub.phones import WHATSAPP_ID, is_whatsapp_id
 from hub.tenants import TenantInfo
 
 WAKE_CHANNEL = "hub_outbox"
@@ -58,6 +59,8 @@ class Enqueued:
 def address_identity(address: str) -> tuple[str, str]:
     """(identity kind, raw value) for an address as callers write it."""
     raw = address.strip()
+    if is_whatsapp_id(raw):  # `whatsapp:US.1349...`: a WhatsApp user who hides their number
+        return WHATSAPP_ID, raw
     return ("email", raw) if "@" in raw else ("phone", raw)
 
 
