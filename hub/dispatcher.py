@@ -144,7 +144,7 @@ class Dispatcher:
             for ident in await session.execute(
                 select(identity.c.id, identity.c.contact_id, identity.c.kind, identity.c.value, identity.c.opted_out)
                 .where(identity.c.contact_id.in_(contact_ids))
-                .order_by(identity.c.last_seen_at.desc(), identity.c.id.desc())
+                .order_by(identity.c.last_seen_at.desc(), identity.c.id)
             ):
                 identities.setdefault(ident.contact_id, []).append(ident)
             contacts = {
@@ -239,7 +239,8 @@ class Dispatcher:
                 skipped.append(f"{channel.name}: not configured")
                 continue
             # A channel may reach one account by several kinds of address (WhatsApp: a phone or a
-            # business-scoped id): the most recently seen is used, an opt-out on any of them counts.
+            # business-scoped id): the most recently seen is used (the older address on a tie, the
+            # one that has been working), and an opt-out on any of them counts.
             kinds = getattr(channel, "address_kinds", None) or (channel.address_kind,)
             aliases = [i for i in ctx.identities.get(row.contact_id, []) if i.kind in kinds]
             identity = aliases[0] if aliases else None
