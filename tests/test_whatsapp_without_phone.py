@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from hub import AppointmentInput
 from hub.config import parse_config
 from hub.core import Hub
-from hub.models import Appointment, Contact, ContactMerge, Conversation, Identity, Message, Notification, utcnow
+from hub.models import Appointment, Contact, ContactMerge, Conversation, Identity, Message, utcnow
 from hub.outbox import NotificationRequest
 from tests.conftest import TEST_PLUGINS
 from tests.stand_ins.twilio import TwilioStandIn
@@ -142,6 +142,3 @@ async def test_a_business_scoped_id_is_never_read_as_a_number(database_url: str,
         await post(served, standin, phoneless_form("Hola") + [("WaId", "")])
         await process(hub)
         assert [(kind, value) for _, kind, value in await identities(hub)] == [("whatsapp_id", USER_ID)]
-        async with hub.db.sessions() as session:
-            notifications = (await session.scalars(select(Notification))).all()
-        assert notifications == []
