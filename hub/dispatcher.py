@@ -39,6 +39,7 @@ from hub.models import (
     utcnow,
 )
 from hub import outbox
+from hub.messaging import confirms_opt_out
 from hub.outbox import WAKE_CHANNEL, NotificationStatus, Verdict, history_entry
 from hub.templates import TemplateError
 from hub.tenants import TenantInfo
@@ -216,7 +217,7 @@ class Dispatcher:
             if identity is None:
                 skipped.append(f"{channel.name}: no {channel.address_kind} for this contact")
                 continue
-            if channel.medium in (identity.opted_out or {}):
+            if channel.medium in (identity.opted_out or {}) and not confirms_opt_out(row.kind, (identity.opted_out or {})[channel.medium], now):
                 skipped.append(f"{channel.name}: opted out of {channel.medium}")
                 continue
             try:

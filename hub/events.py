@@ -103,6 +103,8 @@ class OptOutEvent(InboxEvent):
     address: str
     medium: str
     opted_out: bool = True
+    confirm: bool = False
+    """Send the one opt-out confirmation once applied (providers such as Twilio SMS confirm by themselves)."""
 
 
 INBOX_EVENT_TYPES: tuple[type[InboxEvent], ...] = (InboundMessage, DeliveryStatusEvent, AppointmentEvent, OptOutEvent)

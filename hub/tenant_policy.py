@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hub.business import BusinessProfile
 from hub.phones import normalize_email
 from hub.reminders import QuietHours, parse_offset
 
@@ -37,6 +38,8 @@ class TenantPolicy(BaseModel):
     """Seconds a responder may take to answer one message; past it the message gets no reply."""
     handoff_release_after: str = "12h"
     """How long a conversation handed to a human stays theirs with no release; then the bot answers again."""
+    business: BusinessProfile = Field(default_factory=BusinessProfile)
+    """What the responders tell clients: services, prices, address, opening hours (hub/business.py)."""
     handoff_email: str | None = None
     """Where hand-offs are emailed (through the outbox) when no plugin, such as Chatwoot, takes them."""
 
