@@ -86,6 +86,9 @@ CANCEL = _any(
     r"\b(?:have|need|want|would like) to cancel\b", r"\bcall(?:ing)? off\b",
 )
 
+# Words that offer or ask for another time after a "can't": "¿tienen el lunes?", "what about Friday?".
+ALTERNATIVE = _any(r"\b(?:tienen|tenes|tienes|hay|puede ser|podria ser|que tal|y el|y si|what about|how about|is|do you have|could|can we|mejor|better)\b")
+
 RESCHEDULE = _any(
     r"\bcambi(?:ar|arla|arlo|amela|ame|o|en|emos|a|e) (?:la |mi |el |de |a |para |)?(?:" + SLOT + r"|fecha|horario|dia)",
     r"\bcambiar(?:la|lo|mela|melo)\b", r"\bcambio de (?:hora|turno|cita|dia|fecha|horario)\b",
@@ -210,6 +213,8 @@ def intent_of(message: str, context: Context | None = None) -> str:
         return "reschedule"
     if cancel and (book or avail or len(dates) >= 2 or re.search(r"\b(?:pero|but|maybe|quizas|tal vez|better|mejor)\b.*\b" + DAY, text)):
         return "reschedule"
+    if cancel and dates and ALTERNATIVE.search(text):
+        return "reschedule"  # "no puedo ese día, ¿tienen el lunes?": the day named is the one wanted
     if NOT_CANCEL.search(text) and (dates or avail):
         return "reschedule"  # "no quiero cancelar, solo cambiar al jueves"
     if cancel:

@@ -96,7 +96,8 @@ async def respond(hub: HubPort, settings: Settings, conversation: Conversation, 
     turn = Turn(
         hub=hub, settings=settings, conversation=conversation, message=message, tenant=tenant, contact=contact,
         business=await hub.business_profile(conversation.tenant),
-        lang=language(contact.locale or guess_language(message.body) or tenant.locale),
+        # A contact with no locale is answered in the language they write in (remembered for "ok", "1"...).
+        lang=language(contact.locale or guess_language(message.body) or state.get("lang") or tenant.locale),
         zone=ZoneInfo(contact.timezone or tenant.timezone), last_out=last_out, state=state,
         tools={tool.name: tool for tool in await hub.tools_for(conversation.tenant)},
     )
@@ -108,6 +109,8 @@ async def respond(hub: HubPort, settings: Settings, conversation: Conversation, 
     reply = await answer(turn)
     if turn.heard.intent != "other":
         turn.state.pop("misses", None)
+    if not contact.locale:
+        turn.state["lang"] = turn.lang
     await hub.set_conversation_state(NAME, conversation.tenant, conversation.id, turn.state)
     return reply
 

@@ -79,8 +79,10 @@ def language(locale: str | None) -> str:
 def hours_text(hours: Mapping[str, str], lang: str) -> str:
     """Opening hours as a sentence part: "lunes a viernes 9:00-19:00, sábado 10:00-14:00"."""
     names = DAY_NAMES.get(lang, DAY_NAMES["en"])
+    order = list(DAY_NAMES["en"])
     parts = []
-    for days, span in hours.items():
+    # Stored as JSON, the table's order is not kept (PostgreSQL's JSONB sorts keys): the week's order is.
+    for days, span in sorted(hours.items(), key=lambda item: order.index(item[0].split("-")[0].strip().lower())):
         named = RANGE_WORD.get(lang, " to ").join(names.get(d.strip().lower(), d) for d in days.split("-"))
         parts.append(f"{named} {span}")
     return ", ".join(parts)
