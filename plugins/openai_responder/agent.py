@@ -127,12 +127,14 @@ async def respond(hub: HubPort, settings: Settings, conversation: Conversation, 
     else:
         await hub.record_call(tenant_slug, conversation.id, kind="model_call", name=settings.model, outcome="too_many_steps")
     await hub.set_conversation_state(NAME, tenant_slug, conversation.id, {"pending": session.pending} if session.pending else {})
-    if reply is None and session.handoff is not None:
+    if reply is None and (session.handoff is not None or session.opted_out):
         reply = _reply(session, "")
     return reply
 
 
 def _reply(session: Session, text: str) -> Reply:
+    if session.opted_out:
+        return Reply("", responder=NAME)  # the hub sends the one confirmation once the opt-out is applied
     if session.handoff is None:
         return Reply(text, responder=NAME)
     reason, summary = session.handoff

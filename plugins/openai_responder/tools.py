@@ -57,6 +57,7 @@ class Session:
     """The destructive call awaiting the client's yes (kept in the conversation state between messages)."""
     tools: dict[str, Tool]
     handoff: tuple[str, str] | None = None
+    opted_out: bool = False
     changed: list[str] = field(default_factory=list)
     """What the tools did that the client should hear about even if the model fails afterwards."""
 
@@ -130,6 +131,15 @@ def contact_tools(session: Session) -> list[Tool]:
         session.changed.append("canceled")
         return {"canceled": True}
 
+    async def opt_out() -> dict[str, Any]:
+        address = session.message.address
+        await session.hub.request_opt_out(
+            session.tenant, address_kind="email" if "@" in address else "phone", address=address, medium=session.message.medium,
+            opted_out=True, source="openai_responder", dedupe_key=f"openai_responder:{session.message.message_id}", confirm=True,
+        )
+        session.opted_out = True
+        return {"opted_out": True, "tell_client": "nothing: the confirmation is sent by the system"}
+
     async def handoff(reason: str, summary: str = "") -> dict[str, Any]:
         session.handoff = (reason[:200] or "asked for a person", summary[:1000])
         return {"handed_off": True, "tell_client": "a person will answer soon"}
@@ -150,6 +160,8 @@ def contact_tools(session: Session) -> list[Tool]:
              _schema({"appointment_id": integer, "start": moment}, ["appointment_id", "start"]), reschedule_appointment),
         Tool("cancel_appointment", "Cancel one of the client's appointments; needs their yes first.",
              _schema({"appointment_id": integer}, ["appointment_id"]), cancel_appointment),
+        Tool("opt_out", "Stop all messages to the client on this channel, when they ask to stop receiving messages.",
+             _schema({}), opt_out),
         Tool("handoff", "Pass the conversation to a person of the team (the client asked, is upset, or you cannot help).",
              _schema({"reason": {"type": "string"}, "summary": {"type": "string"}}, ["reason"]), handoff),
     ]
