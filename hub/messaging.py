@@ -12,7 +12,7 @@ import datetime as dt
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hub.contacts import link, set_opt_out
 from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, OptOutEvent, ReceivedMessage
@@ -151,7 +151,9 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
         message.status_history = [*message.status_history, {"status": event.status, "at": reported_at.isoformat()}]
         if message.notification_id is not None:
             notification = await session.get(Notification, message.notification_id)
-            if notification is not None:
+            latest = await session.scalar(select(func.max(Message.id)).where(Message.notification_id == message.notification_id))
+            # Only the notification's latest message speaks for it: an older one went out for an earlier time.
+            if notification is not None and latest == message.id:
                 # True when the provider could not deliver it and the outbox handed it to the next channel.
                 handed_on = outbox.report(
                     session, notification, provider_status=event.status, channel=event.channel, provider_id=event.provider_id,
