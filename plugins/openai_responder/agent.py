@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import re
 import time
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import openai
@@ -92,7 +92,9 @@ async def respond(hub: HubPort, settings: Settings, conversation: Conversation, 
         started = time.monotonic()
         try:
             completion = await client.chat.completions.create(
-                model=settings.model, messages=messages, tools=[_function(t) for t in tools.values()], tool_choice="auto",
+                # Plain dicts in the wire format; the SDK's TypedDicts add nothing here.
+                model=settings.model, messages=cast(Any, messages), tools=cast(Any, [_function(t) for t in tools.values()]),
+                tool_choice="auto",
                 temperature=settings.temperature, max_completion_tokens=settings.max_completion_tokens,
             )
         except openai.APIError as exc:
