@@ -163,7 +163,9 @@ def on_appointment_changed(hub: HubPort, appointment: AppointmentRef, change: st
 
     `change` is one of "created", "updated", "rescheduled", "reinstated" (scheduled
     again at the same time after a cancellation or no-show), "canceled", "no_show";
-    fired by `hub.upsert_appointment` (API, booking sources) after commit.
+    fired by `hub.upsert_appointment` (API, booking sources) after commit; or
+    "confirmed" (the client said yes, `appointment.confirmed_at` is set), fired by
+    `hub.confirm_appointment` after commit.
 
     Called after the change and its reminders were stored.
     """

@@ -137,7 +137,7 @@ def next_weekday(weekday: int, *, after: dt.date | None = None) -> dt.date:
 @asynccontextmanager
 async def world(
     database_url: str, *, rules: bool = True, openai: bool = False, clinic: dict[str, Any] | None = None,
-    openai_settings: dict[str, Any] | None = None, smtp: bool = False, calendly_api: bool = True,
+    openai_settings: dict[str, Any] | None = None, smtp: bool = False, calendly_api: bool = True, migrate: bool | None = None,
 ) -> AsyncIterator[World]:
     """The clinic with Twilio WhatsApp, Calendly and (optionally) OpenAI stand-ins and the responders on."""
     async with AsyncExitStack() as stack:
@@ -168,6 +168,6 @@ async def world(
             tenants={"clinic": tenant}, plugins=plugins,
         )
         hub = Hub.build(parse_config(raw, "test-config.toml", {}))
-        await stack.enter_async_context(hub.running())
+        await stack.enter_async_context(hub.running(migrate=migrate))
         client = await stack.enter_async_context(TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))))
         yield World(hub, twilio, calendly, model, client, event_type)

@@ -186,16 +186,16 @@ class Classification:
 
 def classify(message: str, context: Context | None = None) -> Classification:
     """The message's intent and its date and time expressions."""
-    intent = intent_of(message, context)
     dates, times = when.find(message)
+    intent = intent_of(message, context, found=(dates, times))
     # A move names the old day first and the wanted one last ("can't make Monday, is Wednesday open?").
     date = (dates[-1] if intent == "reschedule" else dates[0]).text if dates else ""
     time = (times[-1] if intent == "reschedule" else times[0]).text if times else ""
     return Classification(intent, date, time)
 
 
-def intent_of(message: str, context: Context | None = None) -> str:
-    """One of `INTENTS` for the message."""
+def intent_of(message: str, context: Context | None = None, *, found: tuple[list[when.Found], list[when.Found]] | None = None) -> str:
+    """One of `INTENTS` for the message (`found`: its date and time expressions, when already looked for)."""
     context = context or NO_CONTEXT
     text = words(message)
     tokens = text.split()
@@ -206,7 +206,7 @@ def intent_of(message: str, context: Context | None = None) -> str:
     if HUMAN.search(text) or ANGER.search(text):
         return "human"
     cancel = bool(CANCEL.search(text)) and not NOT_CANCEL.search(text)
-    dates, times = when.find(message)
+    dates, times = found if found is not None else when.find(message)
     book = bool(BOOK.search(text)) or bool((dates or times) and BOOK_WITH_WHEN.search(text))
     avail = bool(AVAILABILITY.search(text))
     if RESCHEDULE.search(text) and not _only_booking_instead(text, book, cancel):

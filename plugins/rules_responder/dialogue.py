@@ -93,6 +93,7 @@ async def respond(hub: HubPort, settings: Settings, conversation: Conversation, 
     history = await hub.recent_messages(conversation.tenant, conversation.id, limit=8)
     last_out = next((m for m in reversed(history) if m.direction == "out" and m.id < message.message_id), None)
     state = await hub.conversation_state(NAME, conversation.tenant, conversation.id)
+    before = dict(state)
     turn = Turn(
         hub=hub, settings=settings, conversation=conversation, message=message, tenant=tenant, contact=contact,
         business=await hub.business_profile(conversation.tenant),
@@ -109,9 +110,12 @@ async def respond(hub: HubPort, settings: Settings, conversation: Conversation, 
     reply = await answer(turn)
     if turn.heard.intent != "other":
         turn.state.pop("misses", None)
-    if not contact.locale:
-        turn.state["lang"] = turn.lang
-    await hub.set_conversation_state(NAME, conversation.tenant, conversation.id, turn.state)
+    if not contact.locale and turn.lang != language(tenant.locale):
+        turn.state["lang"] = turn.lang  # remembered only when it is not the tenant's own language
+    elif "lang" in turn.state:
+        del turn.state["lang"]
+    if turn.state != before:  # most answers (prices, hours, a greeting) leave the dialogue as it was: no write
+        await hub.set_conversation_state(NAME, conversation.tenant, conversation.id, turn.state)
     return reply
 
 

@@ -62,9 +62,17 @@ def fold_char(ch: str) -> str:
     return lowered if len(lowered) == 1 else ch
 
 
+_ASCII_LOWER = {ord(c): ord(c.lower()) for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
 def fold(text: str) -> str:
     """The message lower-cased and without accents, the same length as the original."""
-    return "".join(fold_char(ch) for ch in text)
+    if text.isascii():
+        return text.lower()
+    # One translation table per message: only its few non-ASCII characters are decomposed.
+    table: dict[int, str | int] = {ord(ch): fold_char(ch) for ch in set(text) if not ch.isascii()}
+    table.update(_ASCII_LOWER)
+    return text.translate(table)
 
 
 def words(text: str) -> str:
