@@ -83,17 +83,18 @@ async def exchange(hub: Hub, tenant: str, kind: str, sender: str, body: str) -> 
         notifications = (await uow.session.scalars(
             select(Notification).where(Notification.tenant_id == info.id, Notification.id > last_notification).order_by(Notification.id)
         )).all()
-        for row in notifications:
-            if row.kind in SHOWN_KINDS and list(row.channel_order or []) in ([CHANNEL], [MEDIUM]):
-                if row.kind == "reply":
-                    intent = row.data.get("intent")
-                    lines.append(f"  [{row.data.get('responder') or 'responder'}]" + (f" intent: {intent}" if intent else ""))
-                    lines.append(f"< {row.data.get('text', '')}")
+        for notification in notifications:
+            if notification.kind in SHOWN_KINDS and list(notification.channel_order or []) in ([CHANNEL], [MEDIUM]):
+                if notification.kind == "reply":
+                    intent = notification.data.get("intent")
+                    responder = notification.data.get("responder") or "responder"
+                    lines.append(f"  [{responder}]" + (f" intent: {intent}" if intent else ""))
+                    lines.append(f"< {notification.data.get('text', '')}")
                 else:
                     lines.append("< (the opt-out confirmation)")
-                outbox.cancel(row, "hub chat: shown in the terminal, not sent")
+                outbox.cancel(notification, "hub chat: shown in the terminal, not sent")
             else:
-                lines.append(f"  [queued] {row.kind} notification {row.id}")
+                lines.append(f"  [queued] {notification.kind} notification {notification.id}")
     if not any(line.startswith("<") for line in lines):
         lines.append("  (no answer)")
     return lines
