@@ -190,14 +190,18 @@ async def test_information_comes_from_the_business_profile(database_url: str, me
         assert words in answer
 
 
-async def test_when_calendly_refuses_the_booking_a_single_use_link_for_that_day_is_sent(database_url: str) -> None:
-    async with world(database_url, calendly_api=False) as w:
+@pytest.mark.parametrize("refusal", ["plan (403)", "rate limit (429)"])
+async def test_when_calendly_refuses_the_booking_a_single_use_link_for_that_day_is_sent(database_url: str, refusal: str) -> None:
+    async with world(database_url, calendly_api=refusal != "plan (403)") as w:
         friday = next_weekday(4)
         w.add_slots(friday, 16)
         await w.turn("Can I book this Friday at 4pm?")
         await w.turn("1")
         await w.turn("yes")
+        if refusal == "rate limit (429)":
+            w.calendly.booking_limit_reached = True  # not waited out: the client gets the link now
         [answer] = await w.turn("ana@example.com")
+        assert [seen.status for seen in w.calendly.calls("POST", "/invitees")] == [429 if "429" in refusal else 403]
         link = re.search(r"https://calendly\.com/d/\S+", answer)
         assert link is not None and link.group(0).endswith(f"?month={friday:%Y-%m}&date={friday:%Y-%m-%d}")
         assert "finish the booking" in answer  # Ana wrote English: she is answered in English

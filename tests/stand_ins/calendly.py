@@ -114,6 +114,8 @@ class CalendlyStandIn:
     """False: list requests by `organization` alone are refused with 403, as for a plain member."""
     scheduling_api: bool = True
     """False: `POST /invitees` is refused with 403, as on a free plan."""
+    booking_limit_reached: bool = False
+    """True: `POST /invitees` answers 429 (the Scheduling API's own per-hour and per-day limits)."""
 
     def __post_init__(self) -> None:
         user_id = new_id()
@@ -311,6 +313,8 @@ class CalendlyStandIn:
         """The Scheduling API: book an available time for an invitee, as the booking page would."""
         if not self.scheduling_api:
             raise ApiError(403, "Permission Denied", "Please upgrade your Calendly account to Standard")
+        if self.booking_limit_reached:
+            raise ApiError(429, "Too Many Requests", "You have exceeded the booking rate limit")
         body = await request.json()
         if not isinstance(body, dict):
             raise invalid("body", "must be a JSON object")
