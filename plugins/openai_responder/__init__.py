@@ -12,7 +12,7 @@ and the offline `rules_responder` answers instead (enable both).
 api_key = {env = "CLINIC_OPENAI_KEY"}     # required: without it the plugin is off for the tenant
 # base_url = "http://127.0.0.1:8080/v1"   # any OpenAI-compatible server
 model = "gpt-4o-mini"
-timeout_seconds = 8
+timeout_seconds = 10                        # the whole answer, retries included
 max_steps = 4
 daily_token_budget = 200000
 # system_prompt = "..."                   # Jinja over tenant, business, today, language

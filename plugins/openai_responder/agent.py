@@ -12,6 +12,7 @@ answers instead.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -88,17 +89,22 @@ async def respond(hub: HubPort, settings: Settings, conversation: Conversation, 
     messages = await _messages(hub, settings, conversation, message, tenant, business, zone, contact.locale or tenant.locale)
     client = Clients.of(hub).client(settings)
     reply: Reply | None = None
+    # One deadline for the whole answer (every round, every retry), so the rules responder still has time.
+    deadline = time.monotonic() + settings.timeout_seconds
     for _ in range(settings.max_steps):
         started = time.monotonic()
         try:
-            completion = await client.chat.completions.create(
+            remaining = deadline - started
+            if remaining <= 0:
+                raise TimeoutError
+            completion = await asyncio.wait_for(client.chat.completions.create(
                 # Plain dicts in the wire format; the SDK's TypedDicts add nothing here.
                 model=settings.model, messages=cast(Any, messages), tools=cast(Any, [_function(t) for t in tools.values()]),
-                tool_choice="auto",
-                temperature=settings.temperature, max_completion_tokens=settings.max_completion_tokens,
-            )
-        except openai.APIError as exc:
-            outcome = "timeout" if isinstance(exc, openai.APITimeoutError) else "error"
+                tool_choice="auto", temperature=settings.temperature, max_completion_tokens=settings.max_completion_tokens,
+                timeout=remaining,
+            ), timeout=remaining)
+        except (openai.APIError, TimeoutError) as exc:
+            outcome = "timeout" if isinstance(exc, (openai.APITimeoutError, TimeoutError)) else "error"
             status = getattr(exc, "status_code", None)
             await hub.record_call(tenant_slug, conversation.id, kind="model_call", name=settings.model, outcome=outcome,
                                   latency_ms=_ms(started), detail={"status": status, "error": type(exc).__name__})

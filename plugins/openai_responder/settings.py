@@ -19,10 +19,11 @@ class Settings(PluginSettings):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     """A Jinja template over `tenant`, `business`, `today`, `language`; see plugins/openai_responder/prompt.py."""
     enabled: bool = True
-    timeout_seconds: float = Field(default=8.0, gt=0, le=120)
-    """Limit for one model request; past it (or on an error) the rules responder answers instead."""
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """Limit for the whole answer (every model call and retry); past it the rules responder answers instead.
+    Keep it well under the tenant's `responder_timeout` (20 s by default), which bounds both responders."""
     max_retries: int = Field(default=2, ge=0, le=5)
-    """Retries of a 429 / 5xx / connection error by the SDK, within the timeout of each try."""
+    """Retries of a 429 / 5xx / connection error by the SDK, within `timeout_seconds`."""
     max_steps: int = Field(default=4, ge=1, le=10)
     """Model calls per message (each tool round is one); past it the rules responder answers."""
     daily_token_budget: int | None = Field(default=200_000, ge=0)
