@@ -106,17 +106,17 @@ async def confirm_appointment(hub: Hub, tenant: str, contact_id: int, appointmen
     """
     info = await hub.tenants.get(tenant)
     async with hub.unit_of_work() as uow:
-        row = await _own_appointment(uow.session, info, contact_id, appointment_id)
-        if row.status != "scheduled":
-            raise UnknownAppointment(f"appointment {appointment_id} is {row.status}, not scheduled")
-        if row.confirmed_at is None:
-            row.confirmed_at = utcnow()
+        appointment = await _own_appointment(uow.session, info, contact_id, appointment_id)
+        if appointment.status != "scheduled":
+            raise UnknownAppointment(f"appointment {appointment_id} is {appointment.status}, not scheduled")
+        if appointment.confirmed_at is None:
+            appointment.confirmed_at = utcnow()
             await uow.session.flush()
-            ref = appointment_ref(row, info)
+            ref = appointment_ref(appointment, info)
             uow.after_commit(
                 "on_appointment_changed", partial(hub.call, "on_appointment_changed", hub=hub, appointment=ref, change="confirmed")
             )
-        ref = appointment_ref(row, info)
+        ref = appointment_ref(appointment, info)
     return ref
 
 
