@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.appointment_input import AppointmentInput
 from hub.channels import Channel, Delivery, Health, OutboundMessage
+from hub.contact_view import AppointmentView, ContactView, IdentityView, MessageView, NotificationView
 from hub.errors import ChannelError, HubError, PermanentError, TemplateError, TransientError, UnknownContact, UnknownTenant
 from hub.events import (
     AppointmentEvent,
@@ -30,7 +31,7 @@ from hub.events import (
 from hub.notifications import NotificationRequest
 from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
 from hub.plugins import hookimpl
-from hub.port import AppointmentUpdate, HubPort, TenantProfile
+from hub.port import AppointmentUpdate, HubPort, Job, TenantProfile
 from hub.responders import ContextSection, Reply, Tool
 from hub.settings import PluginSettings, ProviderSettings
 
@@ -60,9 +61,11 @@ __all__ = [
     "AppointmentInput",
     "AppointmentRef",
     "AppointmentUpdate",
+    "AppointmentView",
     "Channel",
     "ChannelError",
     "ContactRef",
+    "ContactView",
     "ContextSection",
     "Conversation",
     "Delivery",
@@ -73,9 +76,13 @@ __all__ = [
     "HubError",
     "HubPort",
     "IdentityRef",
+    "IdentityView",
     "InboundMessage",
     "InboxEvent",
     "InvalidAddress",
+    "Job",
+    "MessageView",
+    "NotificationView",
     "NotificationRequest",
     "OptOutEvent",
     "OutboundMessage",

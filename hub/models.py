@@ -304,3 +304,30 @@ class PluginData(Base):
     key: Mapped[str] = mapped_column(String(200))
     value: Mapped[dict[str, Any]]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PluginJob(Base):
+    """A durable unit of plugin work keyed per tenant: coalesced while pending, retried with backoff (hub/plugin_jobs.py)."""
+
+    __tablename__ = "plugin_jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "plugin", "key"),
+        Index("ix_plugin_jobs_due", "done_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    plugin: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any]]
+    generation: Mapped[int] = mapped_column(default=0)
+    """Bumped by every enqueue, so a run that started before the last one does not mark it done."""
+    due_at: Mapped[dt.datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_until: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    done_at: Mapped[dt.datetime | None]
+    failed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

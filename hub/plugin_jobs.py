@@ -1,0 +1,196 @@
+"""Plugin jobs: durable plugin work, one row per (tenant, plugin, key), coalesced while pending.
+
+A plugin enqueues work it must not lose (push a contact's attributes to a
+CRM, post a note) and registers a handler for its kind; a worker claims due
+rows with a lease, runs the handler outside any transaction, and marks the
+row done. Enqueueing a key that is already pending replaces its payload and
+keeps its due time, so a burst becomes one run; a key that is done is armed
+again (unless enqueued `once`, which makes the key a dedupe key). A
+`TransientError` (429, 5xx, a timeout) backs off, honouring its
+`retry_after`; a `PermanentError` fails the row for an operator to look at.
+A crash mid-run leaves the lease to expire and the row to be taken again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from hub.database import Database
+from hub.errors import PermanentError, TransientError
+from hub.models import PluginJob, utcnow
+from hub.port import Job, JobHandler
+from hub.tenants import TenantDirectory
+
+LEASE = dt.timedelta(minutes=2)
+MAX_BACKOFF = dt.timedelta(minutes=15)
+MAX_ATTEMPTS = 60
+"""Transient failures in a row before a job is set aside (about twelve hours at the capped backoff)."""
+BATCH = 20
+MAX_KEY_LENGTH = 300
+
+
+def backoff(attempt: int, retry_after: float | None = None) -> dt.timedelta:
+    """2 s, 4 s, 8 s ... capped at 15 minutes, with jitter; a vendor's Retry-After is a floor."""
+    seconds = min(MAX_BACKOFF.total_seconds(), 2.0**attempt) * random.uniform(0.8, 1.2)
+    if retry_after is not None:
+        seconds = max(seconds, retry_after)
+    return dt.timedelta(seconds=min(seconds, MAX_BACKOFF.total_seconds()))
+
+
+class PluginJobs:
+    """The job table and its worker; plugins reach it through the port (`enqueue_job`, `handle_jobs`)."""
+
+    def __init__(self, db: Database, tenants: TenantDirectory, *, poll_seconds: float) -> None:
+        self.db = db
+        self.tenants = tenants
+        self.poll_seconds = poll_seconds
+        self.handlers: dict[tuple[str, str], JobHandler] = {}
+        self._wake = asyncio.Event()
+        self._log = structlog.get_logger("hub.plugin_jobs")
+        insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
+        self._insert = insert(PluginJob.__table__).on_conflict_do_nothing(index_elements=["tenant_id", "plugin", "key"])
+
+    def handle(self, plugin: str, kind: str, handler: JobHandler) -> None:
+        """Register the handler of one plugin's job kind (in this process)."""
+        self.handlers[(plugin, kind)] = handler
+
+    async def enqueue(
+        self, plugin: str, tenant: str, kind: str, key: str, payload: Mapping[str, Any], *,
+        delay_seconds: float = 0.0, once: bool = False,
+    ) -> bool:
+        """Store (or coalesce) a job; False when `once` and the key was already there. Commits."""
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise ValueError(f"job key must be 1..{MAX_KEY_LENGTH} characters")
+        info = await self.tenants.get(tenant)
+        now = utcnow()
+        due = now + dt.timedelta(seconds=max(0.0, delay_seconds))
+        async with self.db.sessions.begin() as session:
+            inserted = await session.execute(
+                self._insert.values(
+                    tenant_id=info.id, plugin=plugin, kind=kind, key=key, payload=dict(payload), generation=0, due_at=due,
+                    attempts=0, created_at=now, updated_at=now,
+                )
+            )
+            if inserted.rowcount == 1:
+                self._wake.set()
+                return True
+            if once:
+                return False
+            row = await session.scalar(
+                select(PluginJob)
+                .where(PluginJob.tenant_id == info.id, PluginJob.plugin == plugin, PluginJob.key == key)
+                .with_for_update()
+            )
+            assert row is not None
+            row.kind = kind
+            row.payload = dict(payload)
+            row.generation += 1
+            if row.done_at is not None or row.failed_at is not None:
+                row.done_at = None
+                row.failed_at = None
+                row.attempts = 0
+                row.last_error = None
+                row.due_at = due
+            # A pending row keeps its due time: that is what coalesces a burst into one run.
+        self._wake.set()
+        return True
+
+    async def _claim(self, limit: int) -> list[tuple[int, int, int, Job]]:
+        now = utcnow()
+        due = and_(
+            PluginJob.done_at.is_(None), PluginJob.failed_at.is_(None), PluginJob.due_at <= now,
+            or_(PluginJob.lease_until.is_(None), PluginJob.lease_until < now),
+        )
+        async with self.db.sessions.begin() as session:
+            rows = (
+                await session.scalars(select(PluginJob).where(due).order_by(PluginJob.due_at).limit(limit).with_for_update(skip_locked=True))
+            ).all()
+            leased = []
+            for row in rows:
+                row.lease_until = now + LEASE
+                row.attempts += 1
+                leased.append((row.id, row.generation, row.attempts, row.tenant_id, row.plugin, row.kind, row.key, dict(row.payload)))
+        claimed = []
+        for job_id, generation, attempts, tenant_id, plugin, kind, key, payload in leased:
+            slug = (await self.tenants.by_id(tenant_id)).slug
+            claimed.append((job_id, generation, attempts, Job(slug, plugin, kind, key, payload, attempts)))
+        return claimed
+
+    async def run_due(self, limit: int = BATCH) -> int:
+        """Run one batch of due jobs, one after another; returns how many were claimed."""
+        claimed = await self._claim(limit)
+        for job_id, generation, attempts, job in claimed:
+            await self._run(job_id, generation, attempts, job)
+        return len(claimed)
+
+    async def _run(self, job_id: int, generation: int, attempts: int, job: Job) -> None:
+        handler = self.handlers.get((job.plugin, job.kind))
+        values: dict[str, Any]
+        try:
+            if handler is None:
+                raise TransientError(f"no handler for {job.plugin} job {job.kind!r} in this process")
+            await handler(job)
+        except PermanentError as exc:
+            values = {"failed_at": utcnow(), "last_error": _error(exc)}
+            self._log.warning("plugin_job_failed", plugin=job.plugin, kind=job.kind, tenant=job.tenant, error=_error(exc))
+        except Exception as exc:
+            retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+            values = {"due_at": utcnow() + backoff(attempts, retry_after), "last_error": _error(exc)}
+            if attempts >= MAX_ATTEMPTS:
+                values["failed_at"] = utcnow()
+            self._log.warning(
+                "plugin_job_retry", plugin=job.plugin, kind=job.kind, tenant=job.tenant, attempt=attempts, error=_error(exc)
+            )
+        else:
+            async with self.db.sessions.begin() as session:
+                done = await session.execute(
+                    update(PluginJob)
+                    .where(PluginJob.id == job_id, PluginJob.generation == generation)
+                    .values(done_at=utcnow(), lease_until=None, attempts=0, last_error=None)
+                )
+                if done.rowcount == 0:
+                    # Enqueued again while it ran: leave it pending for one more run.
+                    await session.execute(update(PluginJob).where(PluginJob.id == job_id).values(lease_until=None, attempts=0))
+            return
+        async with self.db.sessions.begin() as session:
+            await session.execute(update(PluginJob).where(PluginJob.id == job_id).values(lease_until=None, **values))
+
+    async def pending(self, plugin: str, tenant: str) -> list[PluginJob]:
+        """The tenant's jobs of this plugin that are not done (pending or set aside), oldest first."""
+        info = await self.tenants.get(tenant)
+        async with self.db.sessions() as session:
+            rows = await session.scalars(
+                select(PluginJob)
+                .where(PluginJob.tenant_id == info.id, PluginJob.plugin == plugin, PluginJob.done_at.is_(None))
+                .order_by(PluginJob.id)
+            )
+            return list(rows.all())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run due jobs until `stop` is set; wakes early when a job is enqueued in this process."""
+        while not stop.is_set():
+            try:
+                claimed = await self.run_due()
+            except Exception as exc:  # a database hiccup must not end the worker
+                self._log.error("plugin_jobs_worker_error", error=_error(exc))
+                claimed = 0
+            if claimed:
+                continue
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
