@@ -70,7 +70,7 @@ async def load_contact_view(session: AsyncSession, tenant: TenantInfo, contact_i
         notifications=tuple(
             NotificationView(
                 n.id, n.kind, n.template, n.status, n.due_at, n.sent_at, tries.get(n.id, 0), n.channel, n.last_error,
-                n.appointment_id,
+                n.appointment_id, dict(n.data or {}),
             )
             for n in notifications
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 
 
@@ -51,6 +52,8 @@ class NotificationView:
     channel: str | None
     last_error: str | None
     appointment_id: int | None
+    data: dict[str, Any]
+    """What the template was given beside the contact and appointment (resending reuses it)."""
 
 
 @dataclass(frozen=True)

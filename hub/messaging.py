@@ -122,9 +122,11 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
         reported_at = event.reported_at or utcnow()
         message.status = event.status
         message.status_history = [*message.status_history, {"status": event.status, "at": reported_at.isoformat()}]
+        contact_id: int | None = None
         if message.notification_id is not None:
             notification = await session.get(Notification, message.notification_id)
             if notification is not None:
+                contact_id = notification.contact_id
                 # True when the provider could not deliver it and the outbox handed it to the next channel.
                 handed_on = outbox.report(
                     session, notification, provider_status=event.status, channel=event.channel, provider_id=event.provider_id,
@@ -141,6 +143,7 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             notification_id=message.notification_id,
             error_code=event.error_code,
             error_message=event.error_message,
+            contact_id=contact_id,
         )
 
         uow.after_commit("on_delivery_status", partial(hub.call, "on_delivery_status", hub=hub, status=view))

@@ -1,0 +1,284 @@
+"""What the hub keeps in step with Chatwoot, as durable plugin jobs.
+
+- `push` (key `contact:<hub id>`, coalesced for `coalesce_seconds`): the
+  contact's context as custom attributes on its Chatwoot contact(s),
+  creating the Chatwoot contact first when the tenant wants that.
+- `note` (one key per event): a private note in the client's most recent
+  conversation.
+- `link` (keyed by the evidence, so a redelivery does nothing): a Chatwoot
+  contact's id, phone and email linked to one hub contact; a second Chatwoot
+  contact landing on the same hub contact becomes a merge proposal.
+- `agent_reply` and `status` (keyed by Chatwoot's message id / delivery id):
+  an agent's reply recorded on the hub; the hand-off follows conversation state.
+
+A 429, a 5xx or no answer raises `TransientError` (the job backs off and
+runs again); any other Chatwoot error raises `PermanentError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from hub import ContactView, HubPort, Job, PermanentError
+
+from .client import ChatwootClient, ChatwootError
+from .notes import WHEN, note_text
+from .runtime import CHANNEL, IDENTITY, MEDIUM, NAME, ChatwootPlugin
+
+PUSH = "push"
+NOTE = "note"
+LINK = "link"
+AGENT_REPLY = "agent_reply"
+STATUS = "status"
+PROPOSALS_KEY = "merge_proposals"
+"""`hub.set_plugin_data` key of the open merge proposals: {"items": [{"keep", "merge", "hub_contact", "evidence"}]}."""
+
+CONSENT_MEDIUMS = (("whatsapp", "phone"), ("sms", "phone"), ("email", "email"))
+CONSENT_VALUES = ["yes", "opted out", "no address"]
+
+# (key, display name, display type (0 text, 1 number, 4 link, 5 date, 6 list), list values)
+ATTRIBUTES: tuple[tuple[str, str, int, list[str]], ...] = (
+    ("hub_next_appointment", "Next appointment", 5, []),
+    ("hub_next_service", "Next appointment: service", 0, []),
+    ("hub_last_appointment", "Last appointment", 5, []),
+    ("hub_appointments", "Appointments", 1, []),
+    ("hub_no_shows", "No-shows", 1, []),
+    ("hub_consent_whatsapp", "Consent: WhatsApp", 6, CONSENT_VALUES),
+    ("hub_consent_sms", "Consent: SMS", 6, CONSENT_VALUES),
+    ("hub_consent_email", "Consent: email", 6, CONSENT_VALUES),
+    ("hub_last_reminder", "Last reminder", 0, []),
+    ("hub_link", "Client in the hub", 4, []),
+)
+
+
+def attributes_for(view: ContactView, *, now: dt.datetime, link: str) -> dict[str, Any]:
+    """The Chatwoot custom attributes that show a contact's context (dates as ISO 8601)."""
+    upcoming = view.upcoming(now)
+    past = view.past(now)
+    reminders = [n for n in view.notifications if "reminder" in n.kind and n.due_at <= now]
+    consent: dict[str, str] = {}
+    for medium, kind in CONSENT_MEDIUMS:
+        identities = [i for i in view.identities if i.kind == kind]
+        if not identities:
+            consent[medium] = "no address"
+        else:
+            consent[medium] = "opted out" if all(medium in i.opted_out for i in identities) else "yes"
+    return {
+        "hub_next_appointment": upcoming[0].start_at.isoformat() if upcoming else None,
+        "hub_next_service": (upcoming[0].service or "") if upcoming else "",
+        "hub_last_appointment": past[0].start_at.isoformat() if past else None,
+        "hub_appointments": len(view.appointments),
+        "hub_no_shows": view.no_shows,
+        "hub_consent_whatsapp": consent["whatsapp"],
+        "hub_consent_sms": consent["sms"],
+        "hub_consent_email": consent["email"],
+        "hub_last_reminder": f"{reminders[0].kind}: {reminders[0].status}" if reminders else "",
+        "hub_link": link,
+    }
+
+
+def chatwoot_ids(view: ContactView) -> list[int]:
+    """The Chatwoot contact ids linked to a hub contact, oldest link first."""
+    return [int(value) for value in view.addresses(IDENTITY) if value.isdigit()]
+
+
+def evidence_key(chatwoot_id: int, phone: str | None, email: str | None) -> str:
+    """A job key that is the same for the same evidence, so a redelivered webhook links nothing twice."""
+    digest = hashlib.sha256(json.dumps([chatwoot_id, phone or "", email or ""]).encode()).hexdigest()[:24]
+    return f"link:{chatwoot_id}:{digest}"
+
+
+async def latest_conversation(client: ChatwootClient, contact_ids: list[int], inbox_id: int | None = None) -> int | None:
+    """The display id of the most recently active conversation of these contacts (in one inbox, if given)."""
+    best: tuple[int, int] | None = None
+    for contact_id in contact_ids:
+        try:
+            conversations = await client.contact_conversations(contact_id)
+        except ChatwootError as exc:
+            if exc.status == 404:  # merged away in Chatwoot since
+                continue
+            raise
+        for conversation in conversations:
+            if inbox_id is not None and conversation.get("inbox_id") != inbox_id:
+                continue
+            activity = int(conversation.get("last_activity_at") or conversation.get("timestamp") or 0)
+            if best is None or activity > best[0]:
+                best = (activity, int(conversation["id"]))
+    return best[1] if best else None
+
+
+class Sync:
+    """The job handlers and the hooks' entry points that enqueue them."""
+
+    def __init__(self, plugin: ChatwootPlugin) -> None:
+        self.plugin = plugin
+        self.hub: HubPort = plugin.hub
+        self.log = structlog.get_logger("plugins.chatwoot")
+
+    def register(self) -> None:
+        """Register every job handler with the hub (from `on_startup`)."""
+        handlers: dict[str, Callable[[Job], Awaitable[None]]] = {
+            PUSH: self.run_push, NOTE: self.run_note, LINK: self.run_link, AGENT_REPLY: self.run_agent_reply,
+            STATUS: self.run_status,
+        }
+        for kind, handler in handlers.items():
+            self.hub.handle_jobs(NAME, kind, handler)
+
+    # --- enqueueing ---------------------------------------------------------------
+
+    async def schedule_push(self, tenant: str, contact_id: int) -> None:
+        """Queue an attribute update for a contact; updates within `coalesce_seconds` go out as one."""
+        settings = self.plugin.require_settings(tenant)
+        await self.hub.enqueue_job(
+            NAME, tenant, PUSH, f"contact:{contact_id}", {"contact_id": contact_id}, delay_seconds=settings.coalesce_seconds
+        )
+
+    async def schedule_note(self, tenant: str, key: str, *, text: str, contact_id: int | None = None, chatwoot_id: int | None = None) -> None:
+        """Queue one private note (once per key) for a hub contact or a Chatwoot contact."""
+        await self.hub.enqueue_job(
+            NAME, tenant, NOTE, f"note:{key}", {"contact_id": contact_id, "chatwoot_id": chatwoot_id, "text": text}, once=True
+        )
+
+    async def appointment_note(self, tenant: str, *, contact_id: int, appointment_id: int, change: str, start: dt.datetime,
+                               service: str | None, version: str) -> None:
+        """Queue the note for a booking made, moved or canceled, or a no-show."""
+        profile = await self.hub.tenant(tenant)
+        when = self.hub.render_inline(WHEN, locale=profile.locale, timezone=profile.timezone, context={"start": start.isoformat()})
+        key = "created" if change in ("created", "reinstated") else change
+        text = note_text(profile.locale, key, when=when, service=f" ({service})" if service else "")
+        await self.schedule_note(tenant, f"appointment:{appointment_id}:{change}:{version}", text=text, contact_id=contact_id)
+
+    # --- handlers -----------------------------------------------------------------
+
+    async def run_push(self, job: Job) -> None:
+        """Push one contact's context to its Chatwoot contact(s)."""
+        settings = self.plugin.require_settings(job.tenant)
+        client = self.plugin.client(job.tenant)
+        view = await self.hub.contact_view(job.tenant, int(job.payload["contact_id"]))
+        ids = chatwoot_ids(view)
+        try:
+            if not ids and settings.create_contacts:
+                ids = [await self._create_contact(job.tenant, client, view, settings.inbox_id)]
+            if not ids:
+                return
+            attributes = attributes_for(
+                view, now=dt.datetime.now(dt.UTC), link=f"{self.hub.public_url}/api/v1/contacts/{view.id}"
+            )
+            for index, chatwoot_id in enumerate(ids):
+                try:
+                    await client.update_contact(chatwoot_id, {"custom_attributes": attributes})
+                except ChatwootError as exc:
+                    # A second Chatwoot contact merged away there since: the first one carries the context.
+                    if exc.status == 404 and index > 0:
+                        continue
+                    raise
+        except ChatwootError as exc:
+            raise exc.as_channel_error() from None
+        self.log.info("chatwoot_contact_pushed", tenant=job.tenant, contact=view.id, chatwoot_contacts=len(ids))
+
+    async def _create_contact(self, tenant: str, client: ChatwootClient, view: ContactView, inbox_id: int) -> int:
+        phones, emails = view.addresses("phone"), view.addresses("email")
+        if not phones and not emails:
+            raise PermanentError("the contact has no phone or email to create a Chatwoot contact with")
+        fields: dict[str, Any] = {"inbox_id": inbox_id, "name": view.name or (phones or emails)[0]}
+        if phones:
+            fields["phone_number"] = phones[0]
+        if emails:
+            fields["email"] = emails[0]
+        created = await client.create_contact(fields)
+        chatwoot_id = int(created["id"])
+        await self.hub.link_identities(tenant, [(IDENTITY, str(chatwoot_id)), *[("phone", p) for p in phones[:1]]], reason="chatwoot contact created")
+        self.log.info("chatwoot_contact_created", tenant=tenant, contact=view.id, chatwoot_contact=chatwoot_id)
+        return chatwoot_id
+
+    async def run_note(self, job: Job) -> None:
+        """Post one private note in the client's most recent conversation (none: nothing to do)."""
+        client = self.plugin.client(job.tenant)
+        ids: list[int]
+        if job.payload.get("chatwoot_id") is not None:
+            ids = [int(job.payload["chatwoot_id"])]
+        else:
+            ids = chatwoot_ids(await self.hub.contact_view(job.tenant, int(job.payload["contact_id"])))
+        if not ids:
+            return
+        try:
+            conversation = await latest_conversation(client, ids)
+            if conversation is None:
+                self.log.info("chatwoot_note_skipped", tenant=job.tenant, reason="no conversation")
+                return
+            await client.post_message(conversation, str(job.payload["text"]), private=True)
+        except ChatwootError as exc:
+            raise exc.as_channel_error() from None
+
+    async def run_link(self, job: Job) -> None:
+        """Link a Chatwoot contact's id, phone and email to one hub contact; propose merges; push its context."""
+        payload = job.payload
+        chatwoot_id = int(payload["chatwoot_id"])
+        addresses = [(IDENTITY, str(chatwoot_id))]
+        addresses += [("phone", payload["phone"])] if payload.get("phone") else []
+        addresses += [("email", payload["email"])] if payload.get("email") else []
+        contact_id = await self.hub.link_identities(job.tenant, addresses, name=payload.get("name") or None, reason="chatwoot contact")
+        view = await self.hub.contact_view(job.tenant, contact_id)
+        for other in chatwoot_ids(view):
+            if other != chatwoot_id:
+                await self.propose_merge(job.tenant, view, keep=min(other, chatwoot_id), merge=max(other, chatwoot_id))
+        await self.schedule_push(job.tenant, view.id)
+
+    async def propose_merge(self, tenant: str, view: ContactView, *, keep: int, merge: int) -> bool:
+        """Record that two Chatwoot contacts are one hub contact, and say so in a private note; False if already proposed."""
+        stored = await self.hub.get_plugin_data(NAME, tenant, PROPOSALS_KEY) or {"items": []}
+        items: list[dict[str, Any]] = list(stored.get("items") or [])
+        if any(item["keep"] == keep and item["merge"] == merge for item in items):
+            return False
+        evidence = ", ".join(view.addresses("phone") + view.addresses("email")) or f"hub contact {view.id}"
+        items.append({"keep": keep, "merge": merge, "hub_contact": view.id, "evidence": evidence,
+                      "proposed_at": dt.datetime.now(dt.UTC).isoformat()})
+        await self.hub.set_plugin_data(NAME, tenant, PROPOSALS_KEY, {"items": items})
+        profile = await self.hub.tenant(tenant)
+        text = note_text(profile.locale, "merge", other=str(keep), evidence=evidence)
+        await self.schedule_note(tenant, f"merge:{keep}:{merge}", text=text, chatwoot_id=merge)
+        self.log.info("chatwoot_merge_proposed", tenant=tenant, keep=keep, merge=merge, contact=view.id)
+        return True
+
+    async def proposals(self, tenant: str) -> list[dict[str, Any]]:
+        """The open merge proposals of a tenant."""
+        stored = await self.hub.get_plugin_data(NAME, tenant, PROPOSALS_KEY) or {}
+        return list(stored.get("items") or [])
+
+    async def confirm_merge(self, tenant: str, keep: int, merge: int) -> dict[str, Any]:
+        """A person confirmed a proposal: merge in Chatwoot (cannot be undone there) and close the proposal."""
+        items = await self.proposals(tenant)
+        match = [item for item in items if item["keep"] == keep and item["merge"] == merge]
+        if not match:
+            raise PermanentError(f"no open merge proposal keeps Chatwoot contact {keep} and merges {merge}")
+        result = await self.plugin.client(tenant).merge_contacts(keep, merge)
+        remaining = [item for item in items if item not in match]
+        await self.hub.set_plugin_data(NAME, tenant, PROPOSALS_KEY, {"items": remaining})
+        self.log.info("chatwoot_merge_confirmed", tenant=tenant, keep=keep, merge=merge)
+        return result
+
+    async def run_agent_reply(self, job: Job) -> None:
+        """Record an agent's reply on the hub (the bot then stays silent in that conversation)."""
+        payload = job.payload
+        contact_id = await self.hub.find_contact_id(job.tenant, IDENTITY, str(payload["chatwoot_id"]))
+        if contact_id is None:
+            raise PermanentError(f"Chatwoot contact {payload['chatwoot_id']} is not linked to a hub contact yet")
+        sent_at = dt.datetime.fromisoformat(payload["sent_at"]) if payload.get("sent_at") else None
+        recorded = await self.hub.record_outbound(
+            job.tenant, contact_id=contact_id, medium=MEDIUM, channel=CHANNEL, body=str(payload.get("body") or ""),
+            provider_id=str(payload["message_id"]), sent_at=sent_at,
+        )
+        if recorded:
+            await self.on_agent_reply(job.tenant, contact_id, payload)
+
+    async def on_agent_reply(self, tenant: str, contact_id: int, payload: dict[str, Any]) -> None:
+        """What else an agent's reply does (the hand-off, once the core offers it)."""
+
+    async def run_status(self, job: Job) -> None:
+        """Follow a Chatwoot conversation's status (the hand-off resumes the bot on resolve, once the core offers it)."""
