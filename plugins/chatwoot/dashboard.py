@@ -32,8 +32,9 @@ PAGE = """<!doctype html>
 body{{font:14px/1.4 system-ui,sans-serif;margin:0;padding:12px;color:#1f2d3d;background:#fff}}
 h1{{font-size:16px;margin:0 0 8px}} h2{{font-size:13px;text-transform:uppercase;color:#6b7c93;margin:16px 0 6px}}
 ul{{list-style:none;margin:0;padding:0}} li{{padding:6px 0;border-bottom:1px solid #eef2f7}}
-.tag{{display:inline-block;border-radius:8px;padding:0 6px;font-size:12px;background:#eef2f7;margin-left:4px}}
-.failed,.opted{{background:#fde2e1}} .sent,.delivered,.read,.yes{{background:#dff5e3}} .pending{{background:#fff4d6}}
+li span+span{{margin-left:6px}}
+.tag{{display:inline-block;border-radius:8px;padding:0 6px;font-size:12px;background:#eef2f7}}
+.failed,.opted{{background:#fde2e1}} .sent,.sandboxed,.delivered,.read,.yes,.scheduled{{background:#dff5e3}} .canceled,.no_show,.expired{{background:#eceff3}} .pending{{background:#fff4d6}}
 button{{font-size:12px;margin-left:6px;cursor:pointer}} .in{{color:#1f6feb}} .out{{color:#6b7c93}} #status{{color:#6b7c93}}
 </style></head>
 <body data-origin="{origin}" data-tenant="{tenant}">
@@ -100,10 +101,10 @@ button{{font-size:12px;margin-left:6px;cursor:pointer}} .in{{color:#1f6feb}} .ou
       var value = view.consent[medium];
       item("consent", [{{text: medium}}, {{text: value, cls: "tag " + (value === "opted out" ? "opted" : value === "yes" ? "yes" : "")}}]);
     }});
-    view.upcoming.forEach(function (a) {{ item("upcoming", [{{text: a.when}}, {{text: a.service || ""}}, {{text: a.status, cls: "tag"}}]); }});
+    view.upcoming.forEach(function (a) {{ item("upcoming", [{{text: a.when}}, {{text: a.service || ""}}, {{text: a.status, cls: "tag " + a.status}}]); }});
     view.past.forEach(function (a) {{ item("past", [{{text: a.when}}, {{text: a.service || ""}}, {{text: a.status, cls: "tag " + a.status}}]); }});
     view.reminders.forEach(function (n) {{
-      var parts = [{{text: n.kind + " · " + n.when}}, {{text: n.status, cls: "tag " + n.status}}, {{text: " " + n.attempts + " attempt(s)"}}];
+      var parts = [{{text: n.kind + " · " + n.when}}, {{text: n.status, cls: "tag " + n.status}}, {{text: n.attempts + " attempt(s)"}}];
       if (n.status === "pending") {{
         parts.push({{button: "Cancel", action: "cancel", onclick: function () {{ act("cancel", n.id); }}}});
       }} else {{

@@ -234,6 +234,8 @@ class ChatwootStandIn:
         app.router.add_post(f"{prefix}/conversations/{{cid}}/assignments", self.assign)
         app.router.add_get(f"{prefix}/custom_attribute_definitions", self.list_definitions)
         app.router.add_post(f"{prefix}/custom_attribute_definitions", self.create_definition)
+        app.router.add_get("/dashboard/{cid}", self.dashboard_host)
+        app.router.add_get("/popup", self.popup_host)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         port = free_port()
@@ -254,6 +256,8 @@ class ChatwootStandIn:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode(errors="replace")
+        if not request.path.startswith("/api/"):
+            return await handler(request)  # the pages that play Chatwoot's web app are not API calls
         seen = Seen(request.method, request.path, body)
         self.requests.append(seen)
         found = self.spec.operation(request.method, request.path)
@@ -292,6 +296,29 @@ class ChatwootStandIn:
                 for problem in self.spec.problems(schema, json.loads(response.body)):  # type: ignore[arg-type]
                     self.violations.append(f"{request.method} {request.path} {response.status} answer: {problem}")
         return response
+
+    # --- Chatwoot's web app, as far as a Dashboard App sees it ---------------------------
+
+    async def dashboard_host(self, request: web.Request) -> web.Response:
+        """A conversation screen with the Dashboard App in an iframe, talking to it as Chatwoot's Frame.vue does.
+
+        It posts `{"event": "appContext", "data": {conversation, contact, currentAgent}}` as a JSON string when the
+        frame loads (unless `?mode=fetch-only`) and again each time the frame posts
+        `chatwoot-dashboard-app:fetch-info`; `window.fetchInfo` counts those requests.
+        """
+        display_id = int(request.match_info["cid"])
+        conversation = self.conversation_data(display_id)
+        contact = {k: v for k, v in self.contact_data(self.conversations[display_id]["contact_id"]).items() if k != "account"}
+        context = {"conversation": conversation, "contact": contact, "currentAgent": {"id": 2, "name": "Agent Ana", "email": "ana@clinic.example"}}
+        page = HOST_PAGE.replace("__APP__", json.dumps(request.query["app"])).replace("__CONTEXT__", json.dumps(context)).replace(
+            "__ON_LOAD__", "false" if request.query.get("mode") == "fetch-only" else "true")
+        return web.Response(text=page, content_type="text/html")
+
+    async def popup_host(self, request: web.Request) -> web.Response:
+        """A page of another origin that opens the app in a window and feeds it a forged context."""
+        forged = {"conversation": {"id": 1}, "contact": {"id": int(request.query["contact"])}, "currentAgent": {"id": 9}}
+        page = POPUP_PAGE.replace("__APP__", json.dumps(request.query["app"])).replace("__CONTEXT__", json.dumps(forged))
+        return web.Response(text=page, content_type="text/html")
 
     @staticmethod
     def public(contact: dict[str, Any]) -> dict[str, Any]:
@@ -413,6 +440,34 @@ class ChatwootStandIn:
         }
         self.definitions.append(definition)
         return web.json_response(definition)
+
+
+HOST_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Chatwoot</title></head>
+<body style="margin:0;display:flex"><div style="width:300px;background:#f6f8fa">conversation</div>
+<iframe id="app" style="width:440px;height:900px;border:0"></iframe>
+<script>
+var frame = document.getElementById("app");
+var context = __CONTEXT__;
+window.fetchInfo = 0;
+function send() { frame.contentWindow.postMessage(JSON.stringify({event: "appContext", data: context}), "*"); }
+if (__ON_LOAD__) { frame.addEventListener("load", send); }
+window.addEventListener("message", function (event) {
+  if (event.source === frame.contentWindow && event.data === "chatwoot-dashboard-app:fetch-info") { window.fetchInfo += 1; send(); }
+});
+frame.src = __APP__;
+</script></body></html>
+"""
+
+POPUP_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>not Chatwoot</title></head><body>
+<script>
+var context = __CONTEXT__;
+window.app = window.open(__APP__, "app");
+window.forge = function () { window.app.postMessage(JSON.stringify({event: "appContext", data: context}), "*"); };
+window.addEventListener("message", function (event) { if (event.data === "chatwoot-dashboard-app:fetch-info") { window.forge(); } });
+</script></body></html>
+"""
 
 
 def copy_payload(name: str) -> dict[str, Any]:
