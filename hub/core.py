@@ -22,6 +22,7 @@ import structlog
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from hub import handoff
 from hub.appointments import AppointmentChange, AppointmentInput, appointment_processors, upsert_appointment
 
 from hub.channels import Channel, Health
@@ -413,6 +414,22 @@ class Hub:
         self.plugin_jobs.handle(plugin, kind, handler)
 
     # --- end chatwoot (issue 11) ---------------------------------------------
+
+    # --- responders (issue 14) ---
+
+    async def hand_off(self, tenant: str, conversation_id: int, *, reason: str, summary: str) -> None:
+        """Give a conversation to a human (the port's `hand_off`)."""
+        await handoff.hand_off(self, tenant, conversation_id, reason=reason, summary=summary)
+
+    async def release(self, tenant: str, conversation_id: int, *, reason: str) -> None:
+        """Give a conversation back to the bot (the port's `release`)."""
+        await handoff.release(self, tenant, conversation_id, reason=reason)
+
+    async def conversation_handler(self, tenant: str, conversation_id: int) -> str:
+        """"bot" or "human" (the port's `conversation_handler`)."""
+        return await handoff.conversation_handler(self, tenant, conversation_id)
+
+    # --- end responders (issue 14) ---
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(all required parts up, the JSON /health shows)."""

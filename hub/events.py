@@ -134,6 +134,8 @@ class Conversation:
     medium: str
     channel: str
     last_inbound_at: dt.datetime | None
+    handler: str = "bot"
+    """"bot" while the responders answer it, "human" once it was handed off (see `HubPort.hand_off`)."""
 
 
 @dataclass(frozen=True)
@@ -187,3 +189,5 @@ class AppointmentRef:
     status: str
     service: str | None = None
     location: str | None = None
+    confirmed_at: dt.datetime | None = None
+    """When the client confirmed it (answering a reminder); None until then, and again after a move."""

@@ -178,6 +178,20 @@ def on_contact_linked(hub: HubPort, contact: ContactRef, identity: IdentityRef) 
     """
 
 
+@hookspec
+def on_handoff(hub: HubPort, conversation: Conversation, reason: str, summary: str) -> bool | None:
+    """A conversation was handed to a human: deliver it to where the humans work.
+
+    Called after the transaction that marked the conversation human-handled
+    committed (`hub.hand_off`, or a responder's `Reply(handoff=True)`);
+    `conversation.handler` is "human". `reason` says why ("asked for a
+    person", "repeated misunderstanding", "tool failed"...), `summary` is what
+    a person needs to pick the conversation up. Return True when this plugin
+    delivered it (Chatwoot opened it to its agents) for this tenant; when no
+    implementation returns True, the core emails the tenant's `handoff_email`.
+    """
+
+
 # --- Answers: called in order, the first non-None result wins --------------
 
 

@@ -148,6 +148,31 @@ class HubPort(Protocol):
         """Every section the plugins return for this contact (`contact_context`)."""
         ...
 
+    # --- conversations: bot or human ------------------------------------------------
+
+    async def hand_off(self, tenant: str, conversation_id: int, *, reason: str, summary: str) -> None:
+        """Give the conversation to a human: the responders stay silent in it until it is released.
+
+        Marks it human-handled (with when and why) and, once that commits,
+        fires `on_handoff(hub, conversation, reason, summary)`; when no plugin
+        takes the hand-off, the tenant's `handoff_email` gets it through the
+        outbox. Handing off a conversation a human already has does nothing.
+        Raises `hub.HubError` for a conversation that is not the tenant's.
+        """
+        ...
+
+    async def release(self, tenant: str, conversation_id: int, *, reason: str) -> None:
+        """Give the conversation back to the bot (a human resolved it, a command); nothing if the bot has it."""
+        ...
+
+    async def conversation_handler(self, tenant: str, conversation_id: int) -> str:
+        """Who answers the conversation: "bot" or "human".
+
+        A human's hold older than the tenant's `handoff_release_after` is
+        released (reason "timeout") before answering, so this says "bot" then.
+        """
+        ...
+
     # --- plugin state -------------------------------------------------------------
 
     async def get_plugin_data(self, plugin: str, tenant: str, key: str) -> dict[str, Any] | None:
