@@ -16,7 +16,7 @@ from hub import outbox
 from hub.contacts import find_contact, identity_key, link
 from hub.errors import UnknownContact
 from hub.messaging import conversation_for
-from hub.models import Contact, Message, Notification, utcnow
+from hub.models import Contact, Conversation, Message, Notification, utcnow
 from hub.phones import InvalidAddress
 from hub.tenants import TenantInfo
 from hub.unit_of_work import UnitOfWork
@@ -58,15 +58,15 @@ async def link_identities(
 async def record_outbound(
     uow: UnitOfWork, tenant: TenantInfo, *, contact_id: int, medium: str, channel: str, body: str, provider_id: str,
     sent_at: dt.datetime | None,
-) -> bool:
-    """Record a message a person sent to the contact from another system; False if (channel, provider_id) is known."""
+) -> int | None:
+    """Record a message a person sent to the contact from another system; returns its conversation's id, None if (channel, provider_id) is known."""
     session = uow.session
     contact = await session.get(Contact, contact_id)
     if contact is None or contact.tenant_id != tenant.id:
         raise UnknownContact(f"no contact {contact_id} in tenant {tenant.slug!r}")
     known = await session.scalar(select(Message.id).where(Message.channel == channel, Message.provider_id == provider_id))
     if known is not None:
-        return False
+        return None
     at = sent_at or utcnow()
     conversation = await conversation_for(session, tenant.id, contact.merged_into_id or contact.id, medium, channel)
     conversation.last_outbound_at = at
@@ -75,7 +75,20 @@ async def record_outbound(
         provider_id=provider_id, status="sent", status_history=[{"status": "sent", "at": at.isoformat()}], created_at=at,
     ))
     await session.flush()
-    return True
+    return conversation.id
+
+
+async def find_conversation_id(uow: UnitOfWork, tenant: TenantInfo, contact_id: int, medium: str) -> int | None:
+    """The id of the contact's (or the contact it was merged into) conversation on a medium, or None."""
+    contact = await uow.session.get(Contact, contact_id)
+    if contact is None or contact.tenant_id != tenant.id:
+        return None
+    return await uow.session.scalar(
+        select(Conversation.id).where(
+            Conversation.tenant_id == tenant.id, Conversation.contact_id == (contact.merged_into_id or contact.id),
+            Conversation.medium == medium,
+        )
+    )
 
 
 async def cancel_notification(uow: UnitOfWork, tenant: TenantInfo, notification_id: int, *, reason: str) -> bool:

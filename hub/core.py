@@ -388,13 +388,19 @@ class Hub:
     async def record_outbound(
         self, tenant: str, *, contact_id: int, medium: str, channel: str, body: str, provider_id: str,
         sent_at: dt.datetime | None = None,
-    ) -> bool:
+    ) -> int | None:
         """Record a message sent to the contact outside the hub (the port's `record_outbound`)."""
         info = await self.tenants.get(tenant)
         async with self.unit_of_work() as uow:
             return await contact_actions.record_outbound(
                 uow, info, contact_id=contact_id, medium=medium, channel=channel, body=body, provider_id=provider_id, sent_at=sent_at
             )
+
+    async def find_conversation_id(self, tenant: str, contact_id: int, medium: str) -> int | None:
+        """The contact's conversation on a medium (the port's `find_conversation_id`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.find_conversation_id(uow, info, contact_id, medium)
 
     async def cancel_notification(self, tenant: str, notification_id: int, *, reason: str) -> bool:
         """Cancel one pending notification (the port's `cancel_notification`)."""

@@ -221,13 +221,18 @@ class HubPort(Protocol):
     async def record_outbound(
         self, tenant: str, *, contact_id: int, medium: str, channel: str, body: str, provider_id: str,
         sent_at: dt.datetime | None = None,
-    ) -> bool:
+    ) -> int | None:
         """Record a message a person sent to the contact outside the hub (an agent's reply in a helpdesk).
 
-        It shows in the contact's timeline. Returns False when a message
-        with this (channel, provider_id) is already recorded, e.g. one the
-        hub sent itself and the vendor echoed back.
+        It shows in the contact's timeline. Returns the id of the hub
+        conversation it was recorded in, or None when a message with this
+        (channel, provider_id) is already recorded, e.g. one the hub sent
+        itself and the vendor echoed back.
         """
+        ...
+
+    async def find_conversation_id(self, tenant: str, contact_id: int, medium: str) -> int | None:
+        """The id of the contact's conversation on a medium (what `hand_off` and `release` take), or None."""
         ...
 
     async def cancel_notification(self, tenant: str, notification_id: int, *, reason: str) -> bool:

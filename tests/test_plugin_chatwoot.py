@@ -71,7 +71,10 @@ async def post(client: TestClient, payload: dict[str, Any] | bytes, secret: str 
 async def drain(hub: Hub) -> None:
     """Run the inbox, the plugin jobs and the dispatcher until nothing is due."""
     for _ in range(20):
-        done = await hub.inbox.process_pending() + await hub.plugin_jobs.run_due() + await hub.dispatcher.dispatch_due()
+        done = (
+            await hub.inbox.process_pending() + await hub.plugin_jobs.run_due() + (await hub.responders.answer_pending() or 0)
+            + await hub.dispatcher.dispatch_due()
+        )
         if not done:
             return
 
@@ -382,3 +385,72 @@ async def test_stand_in_refuses_a_wrong_token_and_unknown_ids_as_chatwoot_does(s
             pass
     assert any("'content' is a required property" in v for v in stand_in.violations)
     stand_in.violations.clear()
+
+
+# --- the hand-off ---------------------------------------------------------------------------
+
+
+def outgoing(stand_in: ChatwootStandIn, conversation: int) -> list[str]:
+    """What was posted to the client (not private) in a conversation, oldest first."""
+    return [m["content"] for m in stand_in.messages[conversation] if m.get("message_type") == 1 and not m["private"]]
+
+
+async def test_the_bot_answers_in_chatwoot_hands_off_to_a_team_stays_silent_and_resumes_on_resolve(
+    database_url: str, stand_in: ChatwootStandIn
+) -> None:
+    async with chatwoot_hub(database_url, stand_in, bot_enabled=True, handoff_team_id=4) as (hub, client):
+        lucia = stand_in.add_contact("Lucía", phone="+34600123456")
+        conversation = stand_in.add_conversation(lucia["id"])
+        stand_in.conversations[conversation]["status"] = "pending"  # the bot's conversations wait in "pending"
+
+        await post(client, stand_in.incoming_message(conversation, "echo hola"))
+        await drain(hub)
+        assert outgoing(stand_in, conversation) == ["hola"]
+        # Chatwoot reports the bot's own reply back as an outgoing message: not an agent's, so no hand-off.
+        posted = stand_in.messages[conversation][-1]["id"]
+        assert (await post(client, stand_in.echo_of(conversation, posted)))[1] == {"accepted": True}
+        await drain(hub)
+        await post(client, stand_in.incoming_message(conversation, "echo otra vez"))
+        await drain(hub)
+        assert outgoing(stand_in, conversation) == ["hola", "otra vez"]
+
+        await post(client, stand_in.incoming_message(conversation, "person quiero cambiar la cita del martes"))
+        await drain(hub)
+        assert outgoing(stand_in, conversation) == ["hola", "otra vez", "one moment"]
+        assert stand_in.conversations[conversation]["status"] == "open"
+        assert stand_in.conversations[conversation]["team_id"] == 4
+        notes = stand_in.notes(conversation)
+        assert len(notes) == 1 and "quiero cambiar la cita del martes" in notes[0] and "asked for a person" in notes[0]
+
+        await post(client, stand_in.incoming_message(conversation, "echo ¿hola?"))
+        await drain(hub)
+        assert outgoing(stand_in, conversation) == ["hola", "otra vez", "one moment"]  # a human has it: the bot is silent
+
+        resolved = {**stand_in.conversation_data(conversation), "status": "resolved", "event": "conversation_status_changed",
+                    "changed_attributes": [{"status": {"previous_value": "open", "current_value": "resolved"}}]}
+        assert (await post(client, resolved))[0] == 200
+        await post(client, stand_in.incoming_message(conversation, "echo de nuevo"))
+        await drain(hub)
+        assert outgoing(stand_in, conversation) == ["hola", "otra vez", "one moment", "de nuevo"]
+
+        # An agent answers: the bot stays silent again, without a second note.
+        await post(client, stand_in.agent_message(conversation, "Soy Ana, ¿en qué le ayudo?"))
+        await drain(hub)
+        await post(client, stand_in.incoming_message(conversation, "echo silencio"))
+        await drain(hub)
+        assert outgoing(stand_in, conversation) == ["hola", "otra vez", "one moment", "de nuevo"]
+        assert len(stand_in.notes(conversation)) == 1
+
+
+async def test_with_the_bot_off_chatwoot_conversations_are_the_agents(sqlite_url: str, stand_in: ChatwootStandIn) -> None:
+    async with chatwoot_hub(sqlite_url, stand_in) as (hub, client):
+        lucia = stand_in.add_contact("Lucía", phone="+34600123456")
+        conversation = stand_in.add_conversation(lucia["id"])
+        await post(client, stand_in.incoming_message(conversation, "echo hola"))
+        await drain(hub)
+        assert outgoing(stand_in, conversation) == []
+        contact = await hub.find_contact_id("clinic", "chatwoot", str(lucia["id"]))
+        assert contact is not None
+        thread = await hub.find_conversation_id("clinic", contact, "chatwoot")
+        assert thread is not None and await hub.conversation_handler("clinic", thread) == "human"
+        assert stand_in.notes(conversation) == []

@@ -71,14 +71,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from hub import AppointmentRef, Channel, ContactRef, DeliveryStatus, HubPort, IdentityRef, hookimpl
+from hub import AppointmentRef, Channel, ContactRef, Conversation, DeliveryStatus, HubPort, IdentityRef, ReceivedMessage, hookimpl
 
 from .channel import ChatwootChannel
 from .dashboard import app_routes
 from .notes import note_text
-from .runtime import IDENTITY, NAME, ChatwootPlugin
+from .runtime import IDENTITY, MEDIUM, NAME, ChatwootPlugin
 from .settings import Settings
-from .sync import Sync
+from .sync import AGENT_REPLIED, BOT_OFF, Sync
 from .webhooks import routes
 
 if TYPE_CHECKING:
@@ -175,3 +175,27 @@ async def on_contact_linked(hub: HubPort, contact: ContactRef, identity: Identit
     settings = ChatwootPlugin.of(hub).require_settings(contact.tenant)
     if identity.kind == IDENTITY or settings.create_contacts:
         await _sync(hub).schedule_push(contact.tenant, contact.id)
+
+
+@hookimpl
+async def on_message_received(hub: HubPort, message: ReceivedMessage) -> None:
+    if message.medium != MEDIUM or not _configured(hub, message.tenant):
+        return
+    if ChatwootPlugin.of(hub).require_settings(message.tenant).bot_enabled:
+        return
+    # The bot is off for Chatwoot: the agents have the conversation before any responder sees it.
+    # A hold that timed out is released first, so the hand-off below starts a fresh one.
+    await hub.conversation_handler(message.tenant, message.conversation_id)
+    await hub.hand_off(message.tenant, message.conversation_id, reason=BOT_OFF, summary="")
+
+
+@hookimpl
+async def on_handoff(hub: HubPort, conversation: Conversation, reason: str, summary: str) -> bool | None:
+    if not _configured(hub, conversation.tenant):
+        return None
+    if reason in (AGENT_REPLIED, BOT_OFF):
+        # Chatwoot already shows the conversation to its agents: nothing to open or tell.
+        return True if conversation.medium == MEDIUM else None
+    key = f"{conversation.id}:{hashlib.sha256(f'{reason}|{summary}|{conversation.last_inbound_at}'.encode()).hexdigest()[:16]}"
+    delivered = await _sync(hub).schedule_handoff(conversation.tenant, conversation.contact_id, reason=reason, summary=summary, key=key)
+    return True if delivered else None

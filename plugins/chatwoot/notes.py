@@ -13,7 +13,7 @@ NOTES: Mapping[str, Mapping[str, str]] = {
         "reminder_failed": "Hub: el recordatorio ({kind}) no se pudo entregar por ningún canal.",
         "merge": "Hub: este contacto parece la misma persona que el contacto de Chatwoot #{other} ({evidence}). "
         "Revísalo y confírmalo con `hub chatwoot merge`; no se fusiona solo.",
-        "handoff": "Hub: conversación pasada a una persona. {reason} Lo que pide el cliente: {summary}",
+        "handoff": "Hub: conversación pasada a una persona {reason}. Lo que pide el cliente: {summary}",
     },
     "en": {
         "created": "Hub: appointment booked for {when}{service}.",
@@ -23,7 +23,7 @@ NOTES: Mapping[str, Mapping[str, str]] = {
         "reminder_failed": "Hub: the reminder ({kind}) could not be delivered on any channel.",
         "merge": "Hub: this contact looks like the same person as Chatwoot contact #{other} ({evidence}). "
         "Check and confirm it with `hub chatwoot merge`; nothing is merged on its own.",
-        "handoff": "Hub: conversation handed to a person. {reason} What the client wants: {summary}",
+        "handoff": "Hub: conversation handed to a person {reason}. What the client wants: {summary}",
     },
 }
 WHEN = "{{ start | datetime }}"

@@ -34,11 +34,11 @@ class Settings(ProviderSettings):
     whatsapp_template_language: str = "es"
     whatsapp_template_category: str = "UTILITY"
     bot_enabled: bool = False
-    """Inbound messages from Chatwoot conversations go to the responders (hand-off to humans included)."""
+    """Inbound messages from Chatwoot conversations go to the responders; off: every Chatwoot conversation is the agents'."""
     handoff_team_id: int | None = None
+    """On a hand-off, assign the Chatwoot conversation to this team."""
     handoff_assignee_id: int | None = None
-    agent_quiet_minutes: int = 30
-    """After an agent's reply the bot stays silent (the hub hands the conversation to humans)."""
+    """On a hand-off, assign the Chatwoot conversation to this agent."""
     timeout_seconds: float = 15.0
 
     @field_validator("base_url")
@@ -63,7 +63,7 @@ class Settings(ProviderSettings):
             return None
         return value
 
-    @field_validator("tolerance_seconds", "agent_quiet_minutes")
+    @field_validator("tolerance_seconds")
     @classmethod
     def _positive(cls, value: int) -> int:
         if value <= 0:

@@ -9,7 +9,10 @@
   contact's id, phone and email linked to one hub contact; a second Chatwoot
   contact landing on the same hub contact becomes a merge proposal.
 - `agent_reply` and `status` (keyed by Chatwoot's message id / delivery id):
-  an agent's reply recorded on the hub; the hand-off follows conversation state.
+  an agent's reply is recorded on the hub and hands the conversation to
+  humans (the bot stays silent); resolving it in Chatwoot gives it back.
+- `handoff` (one per hand-off): the conversation opened to the agents in
+  Chatwoot, assigned to the tenant's team or agent, with a private note.
 
 A 429, a 5xx or no answer raises `TransientError` (the job backs off and
 runs again); any other Chatwoot error raises `PermanentError`.
@@ -25,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from hub import ContactView, HubPort, Job, PermanentError
+from hub import ContactView, HubPort, Job, PermanentError, TransientError
 
 from .client import ChatwootClient, ChatwootError
 from .notes import WHEN, note_text
@@ -36,6 +39,11 @@ NOTE = "note"
 LINK = "link"
 AGENT_REPLY = "agent_reply"
 STATUS = "status"
+HANDOFF = "handoff"
+AGENT_REPLIED = "an agent replied in Chatwoot"
+"""The hand-off reason when an agent answers: Chatwoot already has the conversation, nothing to open."""
+BOT_OFF = "the bot is off for Chatwoot conversations"
+"""The hand-off reason when the tenant keeps the bot out of Chatwoot conversations."""
 PROPOSALS_KEY = "merge_proposals"
 """`hub.set_plugin_data` key of the open merge proposals: {"items": [{"keep", "merge", "hub_contact", "evidence"}]}."""
 
@@ -125,7 +133,7 @@ class Sync:
         """Register every job handler with the hub (from `on_startup`)."""
         handlers: dict[str, Callable[[Job], Awaitable[None]]] = {
             PUSH: self.run_push, NOTE: self.run_note, LINK: self.run_link, AGENT_REPLY: self.run_agent_reply,
-            STATUS: self.run_status,
+            STATUS: self.run_status, HANDOFF: self.run_handoff,
         }
         for kind, handler in handlers.items():
             self.hub.handle_jobs(NAME, kind, handler)
@@ -264,21 +272,56 @@ class Sync:
         return result
 
     async def run_agent_reply(self, job: Job) -> None:
-        """Record an agent's reply on the hub (the bot then stays silent in that conversation)."""
+        """Record an agent's reply on the hub and hand the conversation to humans: the bot stays silent in it."""
         payload = job.payload
         contact_id = await self.hub.find_contact_id(job.tenant, IDENTITY, str(payload["chatwoot_id"]))
         if contact_id is None:
-            raise PermanentError(f"Chatwoot contact {payload['chatwoot_id']} is not linked to a hub contact yet")
+            # The link job for this contact was queued first; it has not run yet.
+            raise TransientError(f"Chatwoot contact {payload['chatwoot_id']} is not linked to a hub contact yet")
         sent_at = dt.datetime.fromisoformat(payload["sent_at"]) if payload.get("sent_at") else None
-        recorded = await self.hub.record_outbound(
+        conversation = await self.hub.record_outbound(
             job.tenant, contact_id=contact_id, medium=MEDIUM, channel=CHANNEL, body=str(payload.get("body") or ""),
             provider_id=str(payload["message_id"]), sent_at=sent_at,
         )
-        if recorded:
-            await self.on_agent_reply(job.tenant, contact_id, payload)
-
-    async def on_agent_reply(self, tenant: str, contact_id: int, payload: dict[str, Any]) -> None:
-        """What else an agent's reply does (the hand-off, once the core offers it)."""
+        if conversation is not None:
+            await self.hub.hand_off(job.tenant, conversation, reason=AGENT_REPLIED, summary="")
 
     async def run_status(self, job: Job) -> None:
-        """Follow a Chatwoot conversation's status (the hand-off resumes the bot on resolve, once the core offers it)."""
+        """A Chatwoot conversation was resolved: the hub's conversation goes back to the bot."""
+        if job.payload.get("status") != "resolved" or not str(job.payload.get("chatwoot_id") or "").isdigit():
+            return
+        contact_id = await self.hub.find_contact_id(job.tenant, IDENTITY, str(job.payload["chatwoot_id"]))
+        if contact_id is None:
+            return
+        conversation = await self.hub.find_conversation_id(job.tenant, contact_id, MEDIUM)
+        if conversation is not None:
+            await self.hub.release(job.tenant, conversation, reason="resolved in Chatwoot")
+
+    async def schedule_handoff(self, tenant: str, contact_id: int, *, reason: str, summary: str, key: str) -> bool:
+        """Queue the hand-off's delivery to Chatwoot; False when the contact has no Chatwoot contact."""
+        view = await self.hub.contact_view(tenant, contact_id)
+        if not chatwoot_ids(view):
+            return False
+        await self.hub.enqueue_job(NAME, tenant, HANDOFF, f"handoff:{key}", {
+            "contact_id": view.id, "reason": reason, "summary": summary,
+        }, once=True)
+        return True
+
+    async def run_handoff(self, job: Job) -> None:
+        """Open the client's latest Chatwoot conversation to the agents (team or agent assigned) with a note of what they want."""
+        settings = self.plugin.require_settings(job.tenant)
+        client = self.plugin.client(job.tenant)
+        ids = chatwoot_ids(await self.hub.contact_view(job.tenant, int(job.payload["contact_id"])))
+        profile = await self.hub.tenant(job.tenant)
+        text = note_text(profile.locale, "handoff", reason=f"({job.payload['reason']})",
+                         summary=str(job.payload.get("summary") or "-"))
+        try:
+            conversation = await latest_conversation(client, ids)
+            if conversation is None:
+                raise PermanentError("the client has no Chatwoot conversation to hand off")
+            await client.toggle_status(conversation, "open")
+            if settings.handoff_assignee_id is not None or settings.handoff_team_id is not None:
+                await client.assign(conversation, assignee_id=settings.handoff_assignee_id, team_id=settings.handoff_team_id)
+            await client.post_message(conversation, text, private=True)
+        except ChatwootError as exc:
+            raise exc.as_channel_error() from None

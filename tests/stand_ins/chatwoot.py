@@ -212,6 +212,19 @@ class ChatwootStandIn:
         payload.update(message_type="outgoing", private=private, sender={"id": 2, "name": "Agent Ana", "email": "ana@clinic.example", "type": "user"})
         return payload
 
+    def echo_of(self, display_id: int, message_id: int) -> dict[str, Any]:
+        """The `message_created` webhook Chatwoot sends for a message posted through the API with a user's token."""
+        posted = next(m for m in self.messages[display_id] if m["id"] == message_id)
+        conversation = self.conversations[display_id]
+        return {
+            "account": {"id": self.account_id, "name": "Clinic"}, "additional_attributes": {}, "content_attributes": {},
+            "content_type": "text", "content": posted["content"], "conversation": self.conversation_data(display_id),
+            "created_at": "2026-11-29T10:00:01.000Z", "id": message_id, "inbox": {"id": conversation["inbox_id"], "name": "WhatsApp"},
+            "message_type": "outgoing", "private": posted["private"],
+            "sender": {"id": 1, "name": "Hub integration", "email": "hub@clinic.example", "type": "user"},
+            "source_id": None, "event": "message_created",
+        }
+
     def contact_event(self, contact_id: int, event: str = "contact_updated") -> dict[str, Any]:
         """A `contact_created` / `contact_updated` webhook."""
         return {**self.contact_data(contact_id), "event": event}
