@@ -168,6 +168,51 @@ async def test_forged_stale_and_unsigned_webhooks_are_refused_and_store_nothing(
         assert await count(hub, PluginJob) == 0
 
 
+async def test_the_agent_bots_secret_verifies_too(sqlite_url: str, stand_in: ChatwootStandIn) -> None:
+    async with chatwoot_hub(sqlite_url, stand_in, agent_bot_secret="bot-secret-41") as (hub, client):
+        lucia = stand_in.add_contact("Lucía", phone="+34600123456")
+        conversation = stand_in.add_conversation(lucia["id"])
+        assert await post(client, stand_in.incoming_message(conversation, "hola"), "bot-secret-41") == (200, {"accepted": True})
+        assert (await post(client, stand_in.incoming_message(conversation, "hola"), "neither"))[0] == 403
+        assert await count(hub, InboxEventRow) == 1
+
+
+async def test_malformed_bodies_and_unknown_tenants_are_refused_with_nothing_stored(sqlite_url: str, stand_in: ChatwootStandIn) -> None:
+    async with chatwoot_hub(sqlite_url, stand_in) as (hub, client):
+        body, headers = signed(b"[1, 2", SECRET)
+        response = await client.post(f"{WEBHOOK}?tenant=clinic", data=body, headers=headers)
+        assert response.status == 400
+        response = await client.post(f"{WEBHOOK}?tenant=salon", data=body, headers=headers)
+        assert response.status == 403  # salon has no Chatwoot settings
+        other_account = {**stand_in.contact_event(stand_in.add_contact("X", phone="+34600000001")["id"]), "account": {"id": 77}}
+        assert (await post(client, other_account, tenant=None))[0] == 403
+        assert await count(hub, InboxEventRow) == 0 and await count(hub, PluginJob) == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "problem"),
+    [
+        ({"account_id": 1, "api_access_token": "t", "inbox_id": 1}, "tenants.clinic.plugins.chatwoot.base_url", "required key is missing"),
+        ({"base_url": "chat.example", "account_id": 1, "api_access_token": "t", "inbox_id": 1},
+         "tenants.clinic.plugins.chatwoot.base_url", "must be an http:// or https:// URL"),
+        ({"base_url": "https://c", "account_id": 1, "api_access_token": " ", "inbox_id": 1},
+         "tenants.clinic.plugins.chatwoot.api_access_token", "must not be empty"),
+        ({"base_url": "https://c", "account_id": 1, "api_access_token": "t", "inbox_id": 1, "tolerance_seconds": 0},
+         "tenants.clinic.plugins.chatwoot.tolerance_seconds", "must be more than 0"),
+        ({"base_url": "https://c", "account_id": 1, "api_access_token": "t", "inbox_id": 1, "secret": "x"},
+         "tenants.clinic.plugins.chatwoot.secret", "unknown key"),
+    ],
+)
+def test_settings_errors_name_the_key(sqlite_url: str, table: dict[str, Any], key: str, problem: str) -> None:
+    from hub.errors import ConfigError
+
+    tenants = {slug: dict(t) for slug, t in DEFAULT_TENANTS.items()}
+    tenants["clinic"]["plugins"] = {"chatwoot": table}
+    with pytest.raises(ConfigError) as error:
+        Hub.build(make_config(sqlite_url, tenants=tenants))
+    assert (error.value.key, error.value.problem) == (key, problem)
+
+
 async def test_unsigned_deliveries_pass_only_where_the_tenant_allows_them(sqlite_url: str, stand_in: ChatwootStandIn) -> None:
     async with chatwoot_hub(sqlite_url, stand_in, webhook_secret=None, allow_unsigned=True) as (hub, client):
         lucia = stand_in.add_contact("Lucía", phone="+34600123456")

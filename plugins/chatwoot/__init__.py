@@ -7,9 +7,10 @@ step-by-step):
 [tenants.clinic.plugins.chatwoot]
 base_url = "https://chat.clinic.example"      # required; also the Dashboard App's only allowed origin
 account_id = 1                                 # required
-api_access_token = {env = "CLINIC_CHATWOOT_TOKEN"}  # required, secret: a user's or an agent bot's token
+api_access_token = {env = "CLINIC_CHATWOOT_TOKEN"}  # required, secret: an administrator's access token
 inbox_id = 3                                   # required: the inbox the hub writes into (the WhatsApp inbox)
-webhook_secret = {env = "CLINIC_CHATWOOT_WEBHOOK_SECRET"}  # secret shown for the webhook (Chatwoot 4.11+)
+webhook_secret = {env = "CLINIC_CHATWOOT_WEBHOOK_SECRET"}  # secret shown for the account webhook (Chatwoot 4.11+)
+# agent_bot_secret = {env = "CLINIC_CHATWOOT_BOT_SECRET"}  # the agent bot's secret (4.13+), if a bot posts here too
 sandbox = false                                # default true: the channel records instead of posting
 # allow_unsigned = false       # true only for Chatwoot older than 4.11 (no signatures): anyone with the URL can post
 # tolerance_seconds = 300      # how old a signed delivery may be (30 s ahead is allowed for clock skew)
@@ -19,10 +20,9 @@ sandbox = false                                # default true: the channel recor
 # whatsapp_template = "hub_notice"   # approved template with one body parameter, used outside the 24-hour window
 # whatsapp_template_language = "es"
 # whatsapp_template_category = "UTILITY"
-# bot_enabled = false          # inbound messages go to the responders; hand-off to humans
+# bot_enabled = false          # true: inbound Chatwoot messages go to the responders (false: the agents have them)
 # handoff_team_id = 2          # on a hand-off, assign the conversation to this team ...
 # handoff_assignee_id = 7      # ... and/or this agent
-# agent_quiet_minutes = 30     # after an agent replies, the bot stays silent
 # timeout_seconds = 15
 ```
 
@@ -44,6 +44,15 @@ the hub's own echoes are ignored. `contact_created`, `contact_updated`,
 contact's id, phone and email to one hub contact; two Chatwoot contacts
 that land on one hub contact become a merge proposal (a private note and
 `hub chatwoot merges`), merged in Chatwoot only by `hub chatwoot merge`.
+
+**Hand-off**: with `bot_enabled`, the responders answer Chatwoot
+conversations; a hand-off (`Reply(handoff=True)`, `hub.hand_off`) opens the
+client's latest conversation to the agents, assigns it to
+`handoff_team_id` / `handoff_assignee_id`, and leaves a private note of
+what the client wants. An agent's reply hands the hub's conversation to
+humans too (the bot stays silent, up to the tenant's
+`handoff_release_after`); resolving it in Chatwoot gives it back to the
+bot. Without `bot_enabled` every Chatwoot conversation is the agents'.
 
 **Context**: after each appointment change, delivery status or new link,
 the contact's `hub_*` custom attributes (next and last appointment, count,

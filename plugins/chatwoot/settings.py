@@ -14,11 +14,16 @@ class Settings(ProviderSettings):
     """Where the tenant's Chatwoot runs, e.g. "https://chat.example.com" (also the Dashboard App's allowed origin)."""
     account_id: int
     api_access_token: SecretStr
-    """A user's access token (Profile settings) or an agent bot's token."""
+    """A user's access token (Profile settings; an administrator's for `hub chatwoot setup`).
+
+    An agent bot's token is refused by Chatwoot for contacts and attribute
+    definitions, so it cannot keep the context in step."""
     inbox_id: int
     """The inbox the hub writes into (usually the tenant's WhatsApp inbox)."""
     webhook_secret: SecretStr | None = None
-    """The secret Chatwoot shows for the webhook (4.11+): every delivery must carry a valid signature."""
+    """The secret Chatwoot shows for the account webhook (4.11+): every delivery must carry a valid signature."""
+    agent_bot_secret: SecretStr | None = None
+    """The agent bot's secret (4.13+), when an agent bot posts to the same URL; either secret verifies."""
     allow_unsigned: bool = False
     """Accept deliveries without a signature (Chatwoot older than 4.11). Anyone who knows the URL can then post events."""
     tolerance_seconds: int = 300
@@ -55,7 +60,7 @@ class Settings(ProviderSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("webhook_secret", "dashboard_app_key")
+    @field_validator("webhook_secret", "agent_bot_secret", "dashboard_app_key")
     @classmethod
     def _blank_is_none(cls, value: SecretStr | None) -> SecretStr | None:
         # An empty secret would make every forged webhook verify with HMAC(b"", ...).

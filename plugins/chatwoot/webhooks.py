@@ -68,14 +68,15 @@ def routes(plugin: ChatwootPlugin, sync: Sync) -> list[web.RouteDef]:
             settings = plugin.require_settings(slug)
             if not signature and settings.allow_unsigned:
                 return slug
-            if settings.webhook_secret is None:
+            secrets = [s.get_secret_value() for s in (settings.webhook_secret, settings.agent_bot_secret) if s is not None]
+            if not secrets:
                 problems.append("missing" if not signature else "no webhook_secret configured")
                 continue
-            problem = check(settings.webhook_secret.get_secret_value(), signature, timestamp, body,
-                            now=time.time(), tolerance=settings.tolerance_seconds)
-            if not problem:
-                return slug
-            problems.append(problem)
+            for secret in secrets:
+                problem = check(secret, signature, timestamp, body, now=time.time(), tolerance=settings.tolerance_seconds)
+                if not problem:
+                    return slug
+                problems.append(problem)
         reason = "missing" if "missing" in problems else ("stale" if "stale" in problems else problems[0])
         log.warning("chatwoot_webhook_refused", reason=reason, tenant_hint=hint)
         if reason in ("missing", "malformed"):
