@@ -290,6 +290,55 @@ async def test_a_client_only_in_the_hub_is_created_in_chatwoot_when_the_tenant_w
         assert created[0]["custom_attributes"]["hub_appointments"] == 1
 
 
+async def linked_client(hub: Hub, client: TestClient, stand_in: ChatwootStandIn) -> tuple[dict[str, Any], int]:
+    """Lucía in Chatwoot with one conversation, linked to her hub contact; returns her and the conversation."""
+    lucia = stand_in.add_contact("Lucía", phone="+34600123456")
+    conversation = stand_in.add_conversation(lucia["id"])
+    await post(client, stand_in.contact_event(lucia["id"], "contact_created"))
+    await drain(hub)
+    return lucia, conversation
+
+
+async def test_moved_canceled_and_no_show_bookings_leave_one_note_each(database_url: str, stand_in: ChatwootStandIn) -> None:
+    async with chatwoot_hub(database_url, stand_in) as (hub, client):
+        _, conversation = await linked_client(hub, client, stand_in)
+        await hub.upsert_appointment("clinic", booking("n-1", phone="+34600123456", hours=48))
+        await hub.upsert_appointment("clinic", booking("n-1", phone="+34600123456", hours=72))
+        await hub.upsert_appointment("clinic", booking("n-1", phone="+34600123456", hours=72, status="canceled"))
+        await hub.upsert_appointment("clinic", booking("n-2", phone="+34600123456", hours=-2, status="no_show"))
+        await drain(hub)
+        await hub.upsert_appointment("clinic", booking("n-1", phone="+34600123456", hours=72, status="canceled"))  # unchanged
+        await drain(hub)
+        notes = stand_in.notes(conversation)
+        assert [note.split(" ")[1:3] for note in notes] == [
+            ["cita", "reservada"], ["cita", "movida"], ["cita", "del"], ["el", "cliente"],
+        ], notes
+        assert "cancelada" in notes[2] and "no se presentó" in notes[3]
+        assert stand_in.contacts[next(iter(stand_in.contacts))]["custom_attributes"]["hub_no_shows"] == 1
+
+
+async def test_a_reminder_that_failed_on_every_channel_leaves_a_note(sqlite_url: str, stand_in: ChatwootStandIn, tmp_path: Path) -> None:
+    from hub import DeliveryStatusEvent
+
+    hub = Hub.build(make_config(sqlite_url, tenants=tenants_with(stand_in), record_file=tmp_path / "records.jsonl"))
+    async with hub.running():
+        async with TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+            _, conversation = await linked_client(hub, client, stand_in)
+            contact = await hub.find_contact_id("clinic", "phone", "+34600123456")
+            notification = await hub.notify(tenant="clinic", request=NotificationRequest(
+                kind="reminder", contact_id=contact, template="message", data={"text": "Mañana a las 10"},
+                channel_order=("recorder-sms",),
+            ))
+            await drain(hub)
+            await hub.accept(DeliveryStatusEvent(tenant="clinic", channel="recorder-sms", provider_id=f"echo-{notification}",
+                                                 status="undelivered", error_code="30003"), source="test", dedupe_key="s-1")
+            await drain(hub)
+            async with hub.db.sessions.begin() as session:
+                await session.execute(update(PluginJob).values(due_at=dt.datetime.now(dt.UTC)))
+            await drain(hub)
+            assert stand_in.notes(conversation) == ["Hub: el recordatorio (reminder) no se pudo entregar por ningún canal."]
+
+
 # --- merges ---------------------------------------------------------------------------------
 
 

@@ -84,7 +84,6 @@ from hub import AppointmentRef, Channel, ContactRef, Conversation, DeliveryStatu
 
 from .channel import ChatwootChannel
 from .dashboard import app_routes
-from .notes import note_text
 from .runtime import IDENTITY, MEDIUM, NAME, ChatwootPlugin
 from .settings import Settings
 from .sync import AGENT_REPLIED, BOT_OFF, Sync
@@ -166,15 +165,8 @@ async def on_delivery_status(hub: HubPort, status: DeliveryStatus) -> None:
     sync = _sync(hub)
     await sync.schedule_push(status.tenant, contact_id)
     if status.status in ("failed", "undelivered"):
-        view = await hub.contact_view(status.tenant, contact_id)
-        notification = next((n for n in view.notifications if n.id == status.notification_id), None)
-        # Failed for good: the outbox had no channel left to hand it to.
-        if notification is not None and notification.status == "failed":
-            profile = await hub.tenant(status.tenant)
-            await sync.schedule_note(
-                status.tenant, f"failed:{notification.id}", contact_id=contact_id,
-                text=note_text(profile.locale, "reminder_failed", kind=notification.kind),
-            )
+        # The outbox may still hand it to another channel: whether it failed on all of them is seen later.
+        await sync.schedule_failure_check(status.tenant, contact_id, status.notification_id)
 
 
 @hookimpl

@@ -40,6 +40,9 @@ LINK = "link"
 AGENT_REPLY = "agent_reply"
 STATUS = "status"
 HANDOFF = "handoff"
+FAILURE_CHECK = "failure_check"
+FAILURE_CHECK_SECONDS = 60.0
+"""How long after a provider's failure report to look whether the notification found another channel."""
 AGENT_REPLIED = "an agent replied in Chatwoot"
 """The hand-off reason when an agent answers: Chatwoot already has the conversation, nothing to open."""
 BOT_OFF = "the bot is off for Chatwoot conversations"
@@ -133,7 +136,7 @@ class Sync:
         """Register every job handler with the hub (from `on_startup`)."""
         handlers: dict[str, Callable[[Job], Awaitable[None]]] = {
             PUSH: self.run_push, NOTE: self.run_note, LINK: self.run_link, AGENT_REPLY: self.run_agent_reply,
-            STATUS: self.run_status, HANDOFF: self.run_handoff,
+            STATUS: self.run_status, HANDOFF: self.run_handoff, FAILURE_CHECK: self.run_failure_check,
         }
         for kind, handler in handlers.items():
             self.hub.handle_jobs(NAME, kind, handler)
@@ -162,7 +165,27 @@ class Sync:
         text = note_text(profile.locale, key, when=when, service=f" ({service})" if service else "")
         await self.schedule_note(tenant, f"appointment:{appointment_id}:{change}:{version}", text=text, contact_id=contact_id)
 
+    async def schedule_failure_check(self, tenant: str, contact_id: int, notification_id: int) -> None:
+        """A provider could not deliver a notification: look a little later whether another channel did."""
+        await self.hub.enqueue_job(NAME, tenant, FAILURE_CHECK, f"failure:{notification_id}", {
+            "contact_id": contact_id, "notification_id": notification_id,
+        }, delay_seconds=FAILURE_CHECK_SECONDS, once=True)
+
     # --- handlers -----------------------------------------------------------------
+
+    async def run_failure_check(self, job: Job) -> None:
+        """Note a notification that failed on every channel; wait while the outbox is still trying others."""
+        view = await self.hub.contact_view(job.tenant, int(job.payload["contact_id"]))
+        notification = next((n for n in view.notifications if n.id == int(job.payload["notification_id"])), None)
+        if notification is None or notification.status not in ("failed", "pending", "sending"):
+            return
+        if notification.status != "failed":
+            raise TransientError("the outbox is still trying other channels", retry_after=FAILURE_CHECK_SECONDS)
+        profile = await self.hub.tenant(job.tenant)
+        await self.schedule_note(
+            job.tenant, f"failed:{notification.id}", contact_id=view.id,
+            text=note_text(profile.locale, "reminder_failed", kind=notification.kind),
+        )
 
     async def run_push(self, job: Job) -> None:
         """Push one contact's context to its Chatwoot contact(s)."""
