@@ -19,6 +19,7 @@ run: install
 	$(BIN)/hub serve --host $(HOST) --port $(PORT)
 
 test: install
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

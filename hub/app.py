@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from hub.admin_api import create_admin_api
 from hub.api import create_api
 from hub.core import Hub
 
@@ -82,6 +83,8 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     if run_workers:
         app.cleanup_ctx.append(workers)
     app.router.add_get("/health", health, name="health")
+    # Before /api/v1/: the admin routes must not reach the tenant-key check of the API sub-app.
+    app.add_subapp("/api/v1/admin/", create_admin_api(hub, [errors_as_json]))
     app.add_subapp("/api/v1/", create_api(hub, [errors_as_json]))
     for plugin, routes in hub.hooks.call_sync("register_routes", hub=hub):
         sub = web.Application(middlewares=[errors_as_json], client_max_size=hub.config.hub.max_body_bytes)

@@ -221,8 +221,8 @@ async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: App
             # reminder canceled with the appointment comes back with it).
             if rearm(current, due_at=plan.send_at, expires_at=row.start_at, reason="rescheduled"):
                 touched.append(current.id)
-    for key, current in existing.items():
-        if key not in wanted:
+    for existing_key, current in existing.items():
+        if existing_key not in wanted:
             cancel(current, "no longer planned")
     await session.flush()
     return touched

@@ -53,7 +53,7 @@ def identity_key(kind: str, raw: str, region: str | None) -> tuple[str, str]:
 def _storable(name: str, value: Any) -> bool:
     """Whether a profile value fits its column: PostgreSQL refuses (and SQLite keeps) one that does
     not, and one bad vendor field must not fail the whole event; such evidence is left out."""
-    length = Contact.__table__.c[name].type.length
+    length = getattr(Contact.__table__.c[name].type, "length", None)
     return isinstance(value, str) and "\x00" not in value and (length is None or len(value) <= length)
 
 

@@ -46,6 +46,7 @@ from hub.port import AppointmentUpdate, HubPort, JobHandler, TenantProfile
 from hub.responders import ContextSection, Tool
 from hub.responding import ResponderRunner
 from hub.templates import SHIPPED_TEMPLATES, Templates
+from hub.tenant_settings import TenantSettingsStore
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
 from hub.unit_of_work import UnitOfWork, unit_of_work
 
@@ -89,6 +90,7 @@ class Hub:
         self.plugin_jobs = PluginJobs(self.db, self.tenants, poll_seconds=config.hub.inbox_poll_seconds)
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
+        self.tenant_settings = TenantSettingsStore(config, self.db, self._settings_models, self.plugins)
         self._validate_settings(plugins)
         self._plugin_runtimes: dict[str, Any] = {}
         template_dirs = [Path(d) for _, dirs in self.hooks.call_sync("register_template_dirs") for d in dirs]
@@ -149,20 +151,16 @@ class Hub:
         return validate_table(model, resolved, self.config.path, where)
 
     def settings_for(self, plugin: str, tenant: str | None = None) -> Any:
-        """A plugin's validated settings, with the tenant's overrides applied; None if not configured."""
-        state = self.plugins.get(plugin)
-        if state is None:
-            raise KeyError(f"no plugin {plugin!r} is loaded")
-        overrides = self.config.tenants[tenant].plugins.get(plugin) if tenant in self.config.tenants else None
-        if not overrides:
-            return state.settings
-        model = self._settings_models[plugin]
-        merged = {**self.config.plugins.get(plugin, {}), **overrides}
-        return self._validate_plugin_table(model, merged, f"tenants.{tenant}.plugins.{plugin}")
+        """A plugin's validated settings, with the tenant's overrides applied; None if not configured.
+
+        Cached: resolved once per tenant, refreshed when config.toml tenants or
+        database settings change (see hub.tenant_settings).
+        """
+        return self.tenant_settings.resolve(plugin, tenant)
 
     def configured_tenants(self, plugin: str) -> list[str]:
-        """Slugs of the tenants for which the plugin has settings."""
-        return [slug for slug in self.config.tenants if self.settings_for(plugin, slug) is not None]
+        """Slugs of the tenants with settings for `plugin`: config.toml tenants, and database tenants with their own."""
+        return self.tenant_settings.configured_tenants(plugin)
 
     def _register_channels(self) -> None:
         for plugin, channels in self.hooks.call_sync("register_channels", hub=self):
@@ -200,11 +198,13 @@ class Hub:
             for slug, settings in self.config.tenants.items():
                 info, _ = await upsert_tenant(session, slug, settings)
                 self.tenants.remember(info)
+        await self.tenant_settings.start()
         await self.call("on_startup", hub=self)
 
     async def close(self) -> None:
         """Run `on_shutdown` and close the database."""
         await self.call("on_shutdown", hub=self)
+        await self.tenant_settings.stop()
         await self.responders.close()
         await self.db.close()
 
@@ -340,7 +340,7 @@ class Hub:
         """
         if plugin not in self._plugin_runtimes:
             self._plugin_runtimes[plugin] = factory(self)
-        return self._plugin_runtimes[plugin]  # type: ignore[no-any-return]
+        return self._plugin_runtimes[plugin]
 
     async def get_plugin_data(self, plugin: str, tenant: str, key: str) -> dict[str, Any] | None:
         """A value a plugin stored for a tenant with `set_plugin_data`, or None."""

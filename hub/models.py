@@ -7,7 +7,7 @@ two never drift apart. Times are stored as UTC and read back timezone-aware.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -65,6 +66,8 @@ NAMING_CONVENTION = {
 
 
 class Base(DeclarativeBase):
+    # Every model maps one table: typed as such, Core statements on `Model.__table__` type-check.
+    __table__: ClassVar[Table]
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSONType, list[Any]: JSONType}
 
@@ -315,6 +318,39 @@ class PluginData(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class TenantPluginSettings(Base):
+    """A tenant's own settings for one plugin, set at run time (`hub tenants configure`, the admin API).
+
+    `values` holds the plain keys as given; `secrets` holds each secret key as
+    an AES-GCM token (hub.secret_keys), never in clear. `revision` goes up on
+    every change, so processes can tell cheaply that something moved.
+    """
+
+    __tablename__ = "tenant_plugin_settings"
+    __table_args__ = (UniqueConstraint("tenant_id", "plugin"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    plugin: Mapped[str] = mapped_column(String(64))
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    secrets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    revision: Mapped[int] = mapped_column(default=1)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AdminKey(Base):
+    """A key for the admin API (/api/v1/admin): stored hashed, never a tenant's key."""
+
+    __tablename__ = "admin_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+
+
 class PluginJob(Base):
     """A durable unit of plugin work keyed per tenant: coalesced while pending, retried with backoff (hub/plugin_jobs.py)."""
 
@@ -340,7 +376,6 @@ class PluginJob(Base):
     failed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
 
 
 class ConversationEvent(Base):

@@ -145,7 +145,7 @@ async def enqueue(session: AsyncSession, tenant: TenantInfo, request: Notificati
         "created_at": now,
         "updated_at": now,
     }
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(Notification)
     statement = insert.values(**values).on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
     new_id = await session.scalar(statement.returning(Notification.id))
@@ -336,7 +336,7 @@ def report(
     (`hand_on`); True then, so the caller wakes the dispatcher.
     """
     status = PROVIDER_STATUS.get(provider_status)
-    if status is None or _REPORT_RANK[status] <= _REPORT_RANK.get(row.status, -1):
+    if status is None or _REPORT_RANK[status] <= _REPORT_RANK.get(NotificationStatus(row.status), -1):
         return False
     handed_on = status == NotificationStatus.FAILED and can_hand_on(row)
     if handed_on:

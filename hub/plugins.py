@@ -131,7 +131,7 @@ def build_plugin_manager(
         # A hookimpl whose name matches no spec is almost always a typo that would never run.
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+        name = (pm.get_name(exc.plugin) if exc.plugin is not None else None) or "?"
         raise PluginLoadError(f"plugin {name!r}: {exc}") from None
     return pm, infos
 

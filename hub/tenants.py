@@ -55,7 +55,7 @@ async def upsert_tenant(session: AsyncSession, slug: str, settings: TenantSettin
         "settings": settings.to_stored(),
     }
     existed = await session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None
-    insert = (pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert)(Tenant)
+    insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(Tenant)
     await session.execute(
         insert.values(slug=slug, created_at=utcnow(), **values).on_conflict_do_update(index_elements=["slug"], set_=values)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hub.commands import contacts, db, notifications, phones, plugins, serve, templates, tenants
+from hub.commands import admin_keys, contacts, db, notifications, phones, plugins, serve, templates, tenants
 
 
 def add_builtin_commands(group: click.Group) -> None:
@@ -18,6 +18,7 @@ def add_builtin_commands(group: click.Group) -> None:
         phones.phones,
         contacts.contacts,
         tenants.tenants,
+        admin_keys.admin_keys,
         templates.templates,
         notifications.send,
         notifications.notifications,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TextIO
 
 import click
 from sqlalchemy import select
@@ -24,7 +25,7 @@ def contacts() -> None:
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--tenant", required=True, help="Tenant slug.")
 @with_open_hub
-async def import_(hub: Hub, csv_file: click.utils.LazyFile, tenant: str) -> None:
+async def import_(hub: Hub, csv_file: TextIO, tenant: str) -> None:
     """Import a CSV client list (name, phone, whatsapp, email, locale, timezone, external_id)."""
     try:
         lines = csv_file.readlines()

@@ -27,12 +27,12 @@ async def check(hub: Hub, tenant: str | None) -> None:
     problems = 0
     checked = 0
     for info in tenants:
-        lookup = {"kinds": CHECKED_KINDS, "mediums": CHECKED_MEDIUMS, "locales": (info.locale, FALLBACK_LOCALE),
-                  "tenant_dir": hub.tenant_template_dir(info)}
-        for problem in library.check(**lookup):
+        locales = (info.locale, FALLBACK_LOCALE)
+        tenant_dir = hub.tenant_template_dir(info)
+        for problem in library.check(kinds=CHECKED_KINDS, mediums=CHECKED_MEDIUMS, locales=locales, tenant_dir=tenant_dir):
             click.echo(f"{info.slug}: {problem}")
             problems += 1
-        checked += len(library.found(**lookup))
+        checked += len(library.found(kinds=CHECKED_KINDS, mediums=CHECKED_MEDIUMS, locales=locales, tenant_dir=tenant_dir))
     if problems:
         click.echo(f"failed: {problems} problems, {checked} templates checked")
         raise click.exceptions.Exit(1)

@@ -125,7 +125,7 @@ def phone_answers(answers: Any, phone_questions: Iterable[str]) -> list[str]:
     questions = tuple(phone_questions)
     ordered = sorted(
         (a for a in answers if isinstance(a, Mapping)),
-        key=lambda a: a.get("position") if isinstance(a.get("position"), int) else 0,
+        key=_position,
     )
     return [
         a["answer"] for a in ordered
@@ -202,3 +202,9 @@ def _text(value: Any) -> str | None:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _position(answer: Mapping[str, Any]) -> int:
+    """Where a question stands on the booking form (0 when Calendly gives none)."""
+    position = answer.get("position")
+    return position if isinstance(position, int) else 0

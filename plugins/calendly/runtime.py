@@ -54,12 +54,13 @@ class CalendlyPlugin:
         settings = self.settings(tenant)
         if settings is None:
             raise NotConfigured(
-                f"Calendly is not configured for tenant {tenant}: add [tenants.{tenant}.plugins.calendly] with a token"
+                f"Calendly is not configured for tenant {tenant}: run `hub tenants configure {tenant} calendly token=...` "
+                f"(or add [tenants.{tenant}.plugins.calendly] with a token)"
             )
         return settings
 
     def configured_tenants(self) -> list[str]:
-        """The tenants that have Calendly settings."""
+        """The tenants that have Calendly settings (config.toml and database)."""
         return self.hub.configured_tenants(NAME)
 
     def configured(self) -> bool:

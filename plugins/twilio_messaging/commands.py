@@ -46,7 +46,7 @@ def add_commands(cli: click.Group) -> None:
         """Twilio WhatsApp and SMS (the twilio_messaging plugin)."""
 
     @twilio.command()
-    @click.option("--tenant", "only", default=None, help="Only this tenant (default: every tenant configured for Twilio).")
+    @click.option("--tenant", "only", default=None, help="Only this tenant (default: every tenant with Twilio settings).")
     def templates(only: str | None) -> None:
         """List the WhatsApp Content templates per tenant and locale; exit 1 if a kind has none."""
 

@@ -267,7 +267,7 @@ class TwilioClients:
         """Close every client's HTTP session; the next send opens new ones."""
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
-            await client.http_client.close()  # type: ignore[attr-defined]
+            await client.http_client.close()
 
 
 def map_error(exc: TwilioException) -> TransientError | PermanentError:
@@ -287,7 +287,7 @@ def map_error(exc: TwilioException) -> TransientError | PermanentError:
             "Twilio refused the credentials (20003): check account_sid and auth_token of twilio_messaging",
             code=label,
         )
-    if code in PERMANENT_CODES:
+    if code is not None and code in PERMANENT_CODES:
         return PermanentError(f"Twilio {code}: {PERMANENT_CODES[code]}", code=label, opted_out=code == OPTED_OUT_CODE)
     return PermanentError(f"Twilio refused the message ({label}): {detail[:200]}", code=label)
 

@@ -95,27 +95,41 @@ class TenantMatch:
 
 
 class SenderDirectory:
-    """Which tenants own a Twilio number or Messaging Service, read once from the (immutable) config."""
+    """Which tenants own a Twilio number or Messaging Service.
+
+    An index over the tenants' settings, rebuilt when a request matches no
+    tenant (or no matching tenant's token signed it), so a tenant configured
+    while the hub runs is found by its first webhook. Numbers are normalised
+    again only for settings that changed, so a rebuild is cheap.
+    """
 
     def __init__(self, hub: HubPort) -> None:
         self.hub = hub
-        self.settings: dict[str, Settings] = {}
         self.by_number: dict[str, list[str]] = {}
         self.by_service: dict[str, list[str]] = {}
-        for slug in hub.configured_tenants(NAME):
-            settings = hub.settings_for(NAME, slug)
+        self._senders: dict[str, tuple[Settings, set[str]]] = {}
+        self._index()
+
+    def _index(self) -> None:
+        by_number: dict[str, list[str]] = {}
+        by_service: dict[str, list[str]] = {}
+        senders: dict[str, tuple[Settings, set[str]]] = {}
+        for slug in self.hub.configured_tenants(NAME):
+            settings = self.hub.settings_for(NAME, slug)
             if settings is None:
                 continue
-            self.settings[slug] = settings
-            for number in {bare_number(settings.whatsapp_from), bare_number(settings.sms_from)} - {None}:
-                self.by_number.setdefault(number, []).append(slug)
+            known = self._senders.get(slug)
+            if known is None or known[0] is not settings:
+                known = (settings, {n for n in (bare_number(settings.whatsapp_from), bare_number(settings.sms_from)) if n})
+            senders[slug] = known
+            for number in known[1]:
+                by_number.setdefault(number, []).append(slug)
             if settings.messaging_service_sid:
-                self.by_service.setdefault(settings.messaging_service_sid, []).append(slug)
+                by_service.setdefault(settings.messaging_service_sid, []).append(slug)
+        self._senders, self.by_number, self.by_service = senders, by_number, by_service
 
     def settings_for(self, slug: str) -> Settings | None:
-        """A tenant's settings; tenants made with `hub tenants create` (not in config) get the plugin's table."""
-        if slug in self.settings:
-            return self.settings[slug]
+        """A tenant's settings; tenants made with `hub tenants create` and not configured get the plugin's table."""
         return self.hub.settings_for(NAME, slug)
 
     async def known(self, slug: str) -> bool:
@@ -137,22 +151,33 @@ class SenderDirectory:
                 found.append(slug)
         return found
 
-    async def verify(self, request: web.Request, form: MultiDictProxy[Any], our_address: str | None) -> TenantMatch:
-        """The tenant whose token signed this request; raises the HTTP error to answer otherwise."""
-        if not request.headers.get(SIGNATURE_HEADER):
-            raise web.HTTPForbidden(text="missing X-Twilio-Signature")
-        slugs = await self.candidates(request, our_address, form.get("MessagingServiceSid"))
-        if not slugs:
-            raise web.HTTPNotFound(text="no tenant uses this Twilio number or Messaging Service")
+    def _signed(self, request: web.Request, form: MultiDictProxy[Any], slugs: list[str]) -> list[TenantMatch]:
         signed: list[TenantMatch] = []
         for slug in slugs:
             settings = self.settings_for(slug)
-            assert settings is not None  # candidates() only returns configured tenants
+            if settings is None:
+                continue
             # Twilio signs the URL it called: the public one, query string included, not what the proxy forwarded.
             url = public_base(settings, self.hub.public_url) + request.raw_path
             signing_key = settings.webhook_signing_key.get_secret_value() if settings.webhook_signing_key else None
             if signature_ok(url, form, request.headers, auth_token=settings.auth_token.get_secret_value(), signing_key=signing_key):
                 signed.append(TenantMatch(slug, settings))
+        return signed
+
+    async def verify(self, request: web.Request, form: MultiDictProxy[Any], our_address: str | None) -> TenantMatch:
+        """The tenant whose token signed this request; raises the HTTP error to answer otherwise."""
+        if not request.headers.get(SIGNATURE_HEADER):
+            raise web.HTTPForbidden(text="missing X-Twilio-Signature")
+        service_sid = form.get("MessagingServiceSid")
+        slugs = await self.candidates(request, our_address, service_sid)
+        signed = self._signed(request, form, slugs)
+        if not signed and "tenant" not in request.query:
+            self._index()  # a tenant configured, or a number moved, since the index was built
+            fresh = await self.candidates(request, our_address, service_sid)
+            if fresh != slugs:
+                slugs, signed = fresh, self._signed(request, form, fresh)
+        if not slugs:
+            raise web.HTTPNotFound(text="no tenant uses this Twilio number or Messaging Service")
         if not signed:
             raise web.HTTPForbidden(text="X-Twilio-Signature does not match")
         if len(signed) > 1:
