@@ -57,7 +57,8 @@ class PluginJobs:
         self._wake = asyncio.Event()
         self._log = structlog.get_logger("hub.plugin_jobs")
         insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
-        self._insert = insert(PluginJob.__table__).on_conflict_do_nothing(index_elements=["tenant_id", "plugin", "key"])
+        table = PluginJob.__table__
+        self._insert = insert(table).on_conflict_do_nothing(index_elements=["tenant_id", "plugin", "key"]).returning(table.c.id)
 
     def handle(self, plugin: str, kind: str, handler: JobHandler) -> None:
         """Register the handler of one plugin's job kind (in this process)."""
@@ -80,7 +81,7 @@ class PluginJobs:
                     attempts=0, created_at=now, updated_at=now,
                 )
             )
-            if inserted.rowcount == 1:
+            if inserted.first() is not None:
                 self._wake.set()
                 return True
             if once:
@@ -156,8 +157,9 @@ class PluginJobs:
                     update(PluginJob)
                     .where(PluginJob.id == job_id, PluginJob.generation == generation)
                     .values(done_at=utcnow(), lease_until=None, attempts=0, last_error=None)
+                    .returning(PluginJob.id)
                 )
-                if done.rowcount == 0:
+                if done.first() is None:
                     # Enqueued again while it ran: leave it pending for one more run.
                     await session.execute(update(PluginJob).where(PluginJob.id == job_id).values(lease_until=None, attempts=0))
             return

@@ -463,6 +463,31 @@ async def test_setup_is_idempotent_and_sync_links_every_contact(sqlite_url: str,
     assert all(c["custom_attributes"].get("hub_appointments") == 0 for c in stand_in.contacts.values())
 
 
+async def test_settings_configured_in_the_database_verify_webhooks(sqlite_url: str, stand_in: ChatwootStandIn, tmp_path: Path) -> None:
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    environ.update(HUB_CONFIG=str(config), CW_TOKEN=stand_in.token, CW_SECRET=SECRET)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub", "tenants", "configure", "clinic", "chatwoot", f"base_url={stand_in.base_url}",
+        f"account_id={stand_in.account_id}", f"inbox_id={stand_in.inbox_id}", "api_access_token=@env:CW_TOKEN",
+        "webhook_secret=@env:CW_SECRET", "sandbox=false", "coalesce_seconds=0",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ, cwd=tmp_path,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert stand_in.token not in out.decode() + err.decode() and SECRET not in out.decode() + err.decode()
+
+    hub = Hub.build(make_config(sqlite_url))
+    async with hub.running():
+        async with TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+            lucia = stand_in.add_contact("Lucía", phone="+34600123456")
+            payload = stand_in.incoming_message(stand_in.add_conversation(lucia["id"]), "hola")
+            assert (await post(client, payload, "wrong"))[0] == 403
+            assert await post(client, payload) == (200, {"accepted": True})
+            await drain(hub)
+            assert stand_in.contacts[lucia["id"]]["custom_attributes"]["hub_appointments"] == 0
+
+
 async def test_stand_in_refuses_a_wrong_token_and_unknown_ids_as_chatwoot_does(stand_in: ChatwootStandIn) -> None:
     import aiohttp
 

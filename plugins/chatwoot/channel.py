@@ -28,12 +28,9 @@ class ChatwootChannel:
 
     def __init__(self, plugin: ChatwootPlugin) -> None:
         self.plugin = plugin
-
-    @property
-    def sandbox(self) -> bool:
-        """Sandbox when every configured tenant is in sandbox (the per-tenant switch decides each send)."""
-        tenants = self.plugin.hub.configured_tenants("chatwoot")
-        return bool(tenants) and all(self.plugin.require_settings(t).sandbox for t in tenants)
+        tenants = plugin.hub.configured_tenants("chatwoot")
+        # What `hub plugins` shows; each send follows its own tenant's `sandbox` switch.
+        self.sandbox = bool(tenants) and all(plugin.require_settings(t).sandbox for t in tenants)
 
     async def send(self, message: OutboundMessage) -> Delivery:
         """Post the message in the contact's latest conversation of `inbox_id` (opened when there is none)."""

@@ -80,7 +80,7 @@ class ChatwootClient:
 
     async def contacts_page(self, page: int) -> tuple[list[dict[str, Any]], int]:
         """One page of the account's contacts and the total count."""
-        body = await self.request("GET", "/contacts", params={"page": page, "sort": "name"})
+        body = await self.request("GET", "/contacts", params={"page": page, "sort": "name"}) or {}
         meta = body.get("meta") or {}
         return list(body.get("payload") or []), int(meta.get("count") or 0)
 
@@ -88,7 +88,10 @@ class ChatwootClient:
         """Create a contact; returns it (Chatwoot wraps it in `payload.contact`)."""
         body = await self.request("POST", "/contacts", json=dict(fields))
         payload = body.get("payload", body) if isinstance(body, dict) else {}
-        return dict(payload.get("contact", payload))
+        contact = payload.get("contact", payload) if isinstance(payload, dict) else None
+        if not isinstance(contact, dict) or "id" not in contact:
+            raise ChatwootError("Chatwoot created a contact but answered without it")
+        return dict(contact)
 
     async def update_contact(self, contact_id: int, fields: Mapping[str, Any]) -> None:
         """Update a contact; `custom_attributes` are merged into the ones it has."""

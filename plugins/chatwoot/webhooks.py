@@ -105,13 +105,13 @@ def routes(plugin: ChatwootPlugin, sync: Sync) -> list[web.RouteDef]:
         if event in CONTACT_EVENTS:
             return web.json_response({"accepted": await link_contact(tenant, envelope, region)})
         if event in CONVERSATION_EVENTS:
-            meta = envelope.get("meta") if isinstance(envelope.get("meta"), dict) else {}
-            linked = await link_contact(tenant, meta.get("sender") or {}, region)
+            sender = _object(_object(envelope.get("meta")).get("sender"))
+            linked = await link_contact(tenant, sender, region)
             status = envelope.get("status")
             if event == "conversation_status_changed" and isinstance(status, str):
                 await hub.enqueue_job(NAME, tenant, STATUS, f"status:{delivery}", {
                     "conversation": envelope.get("id"), "status": status,
-                    "chatwoot_id": (meta.get("sender") or {}).get("id"),
+                    "chatwoot_id": sender.get("id"),
                 }, once=True)
             return web.json_response({"accepted": linked})
         return web.json_response({"accepted": False, "ignored": event})
@@ -127,8 +127,8 @@ def routes(plugin: ChatwootPlugin, sync: Sync) -> list[web.RouteDef]:
         if envelope.get("private"):
             return {"accepted": False, "ignored": "private note"}
         message_id = envelope.get("id")
-        conversation = envelope.get("conversation") if isinstance(envelope.get("conversation"), dict) else {}
-        sender = envelope.get("sender") if isinstance(envelope.get("sender"), dict) else {}
+        conversation = _object(envelope.get("conversation"))
+        sender = _object(envelope.get("sender"))
         kind = envelope.get("message_type")
         if not str(message_id or "").isdigit():
             raise web.HTTPBadRequest(text="message_created without a message id")
@@ -151,12 +151,12 @@ def routes(plugin: ChatwootPlugin, sync: Sync) -> list[web.RouteDef]:
             new = await hub.accept(inbound, source=SOURCE, dedupe_key=f"{tenant}:message:{message_id}")
             return {"accepted": new}
         if kind == "outgoing" and sender.get("type") == "user":
-            contact = (conversation.get("meta") or {}).get("sender") or {}
+            contact = _object(_object(conversation.get("meta")).get("sender"))
             if not str(contact.get("id") or "").isdigit():
                 return {"accepted": False, "ignored": "agent message without a contact"}
             await link_contact(tenant, contact, region)
             new = await hub.enqueue_job(NAME, tenant, AGENT_REPLY, f"agent:{message_id}", {
-                "message_id": int(message_id), "chatwoot_id": int(contact["id"]), "conversation": conversation.get("id"),
+                "message_id": int(str(message_id)), "chatwoot_id": int(contact["id"]), "conversation": conversation.get("id"),
                 "body": str(envelope.get("content") or ""), "sent_at": _iso(envelope.get("created_at")),
             }, once=True)
             return {"accepted": new}
@@ -171,6 +171,11 @@ def routes(plugin: ChatwootPlugin, sync: Sync) -> list[web.RouteDef]:
             raise web.HTTPUnprocessableEntity(text=str(exc)) from None
 
     return [web.post("/events", guarded, name="events")]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object from a payload, or {} for anything else (a vendor field may be null or the wrong type)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _time(value: Any) -> dt.datetime | None:
