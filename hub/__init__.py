@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.appointment_input import AppointmentInput
 from hub.channels import Channel, Delivery, Health, OutboundMessage
-from hub.contact_view import AppointmentView, ContactView, IdentityView, MessageView, NotificationView
+from hub.contact_view import ContactView, IdentityView, MessageView, NotificationView
 from hub.errors import ChannelError, HubError, PermanentError, TemplateError, TransientError, UnknownContact, UnknownTenant
 from hub.events import (
     AppointmentEvent,
@@ -61,7 +61,6 @@ __all__ = [
     "AppointmentInput",
     "AppointmentRef",
     "AppointmentUpdate",
-    "AppointmentView",
     "Channel",
     "ChannelError",
     "ContactRef",

@@ -9,7 +9,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.contact_view import AppointmentView, ContactView, IdentityView, MessageView, NotificationView
+from hub.contact_view import ContactView, IdentityView, MessageView, NotificationView
+from hub.events import AppointmentRef
 from hub.errors import UnknownContact
 from hub.models import Appointment, Contact, Conversation, DeliveryAttempt, Identity, Message, Notification
 from hub.tenants import TenantInfo
@@ -62,8 +63,9 @@ async def load_contact_view(session: AsyncSession, tenant: TenantInfo, contact_i
         timezone=contact.timezone,
         identities=tuple(IdentityView(i.kind, i.value, tuple(sorted(i.opted_out or {}))) for i in identities),
         appointments=tuple(
-            AppointmentView(
-                a.id, a.source, a.external_id, a.start_at, a.end_at, a.timezone, a.service, a.location, a.status
+            AppointmentRef(
+                a.id, tenant.slug, contact.id, a.source, a.external_id, a.start_at, a.end_at, a.timezone, a.status,
+                a.service, a.location,
             )
             for a in appointments
         ),

@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from hub.events import AppointmentRef
+
 
 
 @dataclass(frozen=True)
@@ -19,22 +21,6 @@ class IdentityView:
     kind: str
     value: str
     opted_out: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AppointmentView:
-    """One appointment of the contact; times are aware UTC."""
-
-    id: int
-    source: str
-    external_id: str
-    start_at: dt.datetime
-    end_at: dt.datetime | None
-    timezone: str | None
-    service: str | None
-    location: str | None
-    status: str
-    """"scheduled", "canceled" or "no_show"."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +67,8 @@ class ContactView:
     locale: str | None
     timezone: str | None
     identities: tuple[IdentityView, ...]
-    appointments: tuple[AppointmentView, ...]
-    """Oldest first."""
+    appointments: tuple[AppointmentRef, ...]
+    """Oldest first, as hooks see appointments."""
     notifications: tuple[NotificationView, ...]
     """Newest first (by due time), the last 50."""
     timeline: tuple[MessageView, ...]
@@ -93,11 +79,11 @@ class ContactView:
         """How many appointments were marked no-show."""
         return sum(1 for a in self.appointments if a.status == "no_show")
 
-    def upcoming(self, now: dt.datetime) -> list[AppointmentView]:
+    def upcoming(self, now: dt.datetime) -> list[AppointmentRef]:
         """Scheduled appointments that have not started, soonest first."""
         return [a for a in self.appointments if a.status == "scheduled" and a.start_at >= now]
 
-    def past(self, now: dt.datetime) -> list[AppointmentView]:
+    def past(self, now: dt.datetime) -> list[AppointmentRef]:
         """Appointments that started before `now` (any status), most recent first."""
         return sorted((a for a in self.appointments if a.start_at < now), key=lambda a: a.start_at, reverse=True)
 
