@@ -22,7 +22,7 @@ from hub.core import Hub
 from hub.models import Identity, InboxEventRow, Message, Notification, PluginJob
 from plugins.chatwoot.signature import sign
 from tests.conftest import DEFAULT_TENANTS, make_config, write_toml, config_document
-from tests.stand_ins.chatwoot import ChatwootStandIn, signed
+from tests.stand_ins.chatwoot import ChatwootStandIn, copy_payload, signed
 
 SECRET = "cw-webhook-secret-7d1e"
 WEBHOOK = "/webhooks/chatwoot/events"
@@ -103,6 +103,33 @@ def booking(external_id: str, *, phone: str, hours: float = 48, status: str = "s
 def test_signature_matches_the_wire_vector() -> None:
     body = b'{"event":"message_created","id":42,"content":"hi","message_type":"incoming"}'
     assert sign("cw_test_secret", "1719268245", body) == "sha256=369bada2030317eb6079d97e839a70f615e9ce837248550ba6d414ff8b7ab624"
+
+
+# --- stored payloads, one row each --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "answer", "inbox_kinds", "job_kinds"),
+    [
+        ("message_created_incoming.json", {"accepted": True}, ["message.received"], ["link"]),
+        ("message_created_agent_reply.json", {"accepted": True}, [], ["agent_reply", "link"]),
+        ("message_created_private_note.json", {"accepted": False, "ignored": "private note"}, [], []),
+        ("message_created_agent_bot.json", {"accepted": False, "ignored": "outgoing message"}, [], []),
+        ("conversation_created.json", {"accepted": True}, [], ["link"]),
+        ("conversation_status_changed_resolved.json", {"accepted": True}, [], ["link", "status"]),
+        ("contact_updated.json", {"accepted": True}, [], ["link"]),
+        ("inbox_created.json", {"accepted": False, "ignored": "inbox_created"}, [], []),
+    ],
+)
+async def test_each_stored_payload_is_stored_as_it_should_be(
+    sqlite_url: str, stand_in: ChatwootStandIn, file: str, answer: dict[str, Any], inbox_kinds: list[str], job_kinds: list[str]
+) -> None:
+    async with chatwoot_hub(sqlite_url, stand_in) as (hub, client):
+        assert await post(client, copy_payload(file), tenant=None) == (200, answer)
+        async with hub.db.sessions() as session:
+            stored = sorted((await session.scalars(select(InboxEventRow.kind))).all())
+            jobs = sorted((await session.scalars(select(PluginJob.kind))).all())
+        assert (stored, jobs) == (inbox_kinds, job_kinds)
 
 
 # --- the done-when flow ---------------------------------------------------------------------
