@@ -482,12 +482,26 @@ async def test_setup_is_idempotent_and_sync_links_every_contact(sqlite_url: str,
 
     synced = await hub_cli("chatwoot", "sync", "--tenant", "clinic", config=config)
     assert synced.returncode == 0, synced.stderr
-    assert "20 Chatwoot contacts linked" in synced.stdout
+    assert "tenant clinic: 20 Chatwoot contacts linked and their context pushed" in synced.stdout
+    assert all(c["custom_attributes"].get("hub_appointments") == 0 for c in stand_in.contacts.values())
     hub = Hub.build(make_config(sqlite_url, tenants=tenants_with(stand_in)))
     async with hub.running():
         assert await count(hub, Identity, Identity.kind == "chatwoot") == 20
-        await hub.plugin_jobs.run_due()
-    assert all(c["custom_attributes"].get("hub_appointments") == 0 for c in stand_in.contacts.values())
+
+    # Again, with Chatwoot throttling one update: nothing is linked twice, that update waits in the queue.
+    stand_in.throttle(1, method="PUT")
+    before = len(stand_in.requests)
+    again = await hub_cli("chatwoot", "sync", "--tenant", "clinic", config=config)
+    assert again.returncode == 0, again.stderr
+    assert "20 Chatwoot contacts linked and their context pushed (1 queued: Chatwoot asked to wait)" in again.stdout
+    puts = [r for r in stand_in.requests[before:] if r.method == "PUT"]
+    assert len(puts) == 20 and [r.status for r in puts].count(429) == 1
+    throttled = next(r.path for r in puts if r.status == 429).rsplit("/", 1)[1]
+    hub = Hub.build(make_config(sqlite_url, tenants=tenants_with(stand_in)))
+    async with hub.running():
+        assert await count(hub, Identity, Identity.kind == "chatwoot") == 20
+        contact = await hub.find_contact_id("clinic", "chatwoot", throttled)
+        assert f"contact:{contact}" in {job.key for job in await hub.plugin_jobs.pending("chatwoot", "clinic") if job.kind == "push"}
 
 
 async def test_settings_configured_in_the_database_verify_webhooks(sqlite_url: str, stand_in: ChatwootStandIn, tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ async def test_dashboard_app_in_chromium_shows_the_context_acts_and_ignores_othe
                 reminders = frame.locator("#reminders li")
                 texts = await reminders.all_inner_texts()
                 # The test channel records instead of sending: its reminder went out "sandboxed".
-                assert any("reminder" in t and "sandboxed" in t and "1 attempt" in t for t in texts), texts
+                assert any("reminder" in t and "sandboxed" in t and "1 intento" in t for t in texts), texts
                 assert any("pending" in t for t in texts), texts  # the upcoming appointment's own reminders
                 await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
                 assert (tmp_path / "dashboard.png").stat().st_size > 0
@@ -133,7 +133,7 @@ async def test_dashboard_app_in_chromium_shows_the_context_acts_and_ignores_othe
                 sent = next(n for n in await notifications(hub, contact_id) if n.status == "sandboxed")
                 count = len(await notifications(hub, contact_id))
                 await frame.locator(f'#reminders li[data-id="{sent.id}"] button[data-action="resend"]').click()
-                await frame.locator("#status").filter(has_text="queued again").wait_for()
+                await frame.locator("#status").filter(has_text="Recordatorio en cola de nuevo.").wait_for()
                 again = await notifications(hub, contact_id)
                 assert len(again) == count + 1 and (again[-1].kind, again[-1].template) == ("reminder", "message")
 
@@ -153,7 +153,7 @@ async def test_dashboard_app_in_chromium_shows_the_context_acts_and_ignores_othe
                 await evil.evaluate("window.forge()")
                 await popup.wait_for_function("Number(document.body.dataset.ignored || 0) >= 2")
                 assert await popup.locator("#app").is_hidden()
-                assert await popup.locator("#status").inner_text() == "Waiting for Chatwoot…"
+                assert await popup.locator("#status").inner_text() == "Esperando a Chatwoot…"
                 await popup.screenshot(path=str(tmp_path / "ignored.png"))
             finally:
                 await browser.close()

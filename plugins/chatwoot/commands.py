@@ -8,11 +8,10 @@ from typing import TypeVar
 
 import click
 
-from hub import HubPort, Job, run_with_hub
+from hub import HubPort, run_with_hub
 
-from .client import ChatwootError
 from .runtime import ChatwootPlugin
-from .sync import ATTRIBUTES, Sync, evidence_key
+from .sync import ATTRIBUTES, Sync
 from .webhooks import sender_evidence
 
 T = TypeVar("T")
@@ -73,35 +72,32 @@ def sync(tenant: str) -> None:
     async def body(plugin: ChatwootPlugin, sync: Sync) -> None:
         region = (await plugin.hub.tenant(tenant)).default_region
         client = plugin.client(tenant)
-        first, total = await client.contacts_page(1)
-        linked = skipped = 0
-
-        async def handle(contacts: list[dict[str, object]]) -> None:
-            nonlocal linked, skipped
+        contacts, total = await client.contacts_page(1)
+        linked = pushed = skipped = 0
+        page = 1
+        progress = click.progressbar(length=total, label="syncing Chatwoot contacts", file=sys.stderr) if sys.stderr.isatty() else None
+        while contacts:
             for contact in contacts:
                 evidence = sender_evidence(dict(contact), region)
                 if evidence is None:
                     skipped += 1
                     continue
-                # The link job's own handler, run now: a re-run links nothing twice and pushes again.
-                await sync.run_link(Job(tenant, "chatwoot", "link", evidence_key(
-                    evidence["chatwoot_id"], evidence["phone"], evidence["email"]), evidence, 1))
+                contact_id = await sync.link(tenant, evidence)
                 linked += 1
+                pushed += await sync.push_now(tenant, contact_id)
+            if progress is not None:
+                progress.update(len(contacts))
+            page += 1
+            contacts, _ = await client.contacts_page(page)
+        if progress is not None:
+            progress.render_finish()
+        queued = linked - pushed
+        click.echo(
+            f"tenant {tenant}: {linked} Chatwoot contacts linked and their context pushed"
+            + (f" ({queued} queued: Chatwoot asked to wait)" if queued else "") + (f", {skipped} skipped" if skipped else "")
+        )
 
-        show = sys.stderr.isatty()
-        with click.progressbar(length=total, label="syncing Chatwoot contacts", file=sys.stderr if show else None) as bar:
-            page, contacts = 1, first
-            while contacts:
-                await handle(contacts)
-                bar.update(len(contacts))
-                page += 1
-                contacts, _ = await client.contacts_page(page)
-        click.echo(f"tenant {tenant}: {linked} Chatwoot contacts linked, {skipped} skipped; their context is queued for Chatwoot")
-
-    try:
-        _run(body)
-    except ChatwootError as exc:
-        raise click.ClickException(str(exc)) from None
+    _run(body)
 
 
 @chatwoot.command()

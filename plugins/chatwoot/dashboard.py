@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import html
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,15 +38,15 @@ li span+span{{margin-left:6px}}
 .failed,.opted{{background:#fde2e1}} .sent,.sandboxed,.delivered,.read,.yes,.scheduled{{background:#dff5e3}} .canceled,.no_show,.expired{{background:#eceff3}} .pending{{background:#fff4d6}}
 button{{font-size:12px;margin-left:6px;cursor:pointer}} .in{{color:#1f6feb}} .out{{color:#6b7c93}} #status{{color:#6b7c93}}
 </style></head>
-<body data-origin="{origin}" data-tenant="{tenant}">
-<p id="status">Waiting for Chatwoot…</p>
+<body data-origin="{origin}" data-tenant="{tenant}" data-labels="{labels}">
+<p id="status">{waiting}</p>
 <main id="app" hidden>
   <h1 id="name"></h1>
-  <h2>Consent</h2><ul id="consent"></ul>
-  <h2>Upcoming appointments</h2><ul id="upcoming"></ul>
-  <h2>Past appointments</h2><ul id="past"></ul>
-  <h2>Reminders</h2><ul id="reminders"></ul>
-  <h2>Timeline</h2><ul id="timeline"></ul>
+  <h2>{consent}</h2><ul id="consent"></ul>
+  <h2>{upcoming}</h2><ul id="upcoming"></ul>
+  <h2>{past}</h2><ul id="past"></ul>
+  <h2>{reminders}</h2><ul id="reminders"></ul>
+  <h2>{timeline}</h2><ul id="timeline"></ul>
 </main>
 <script>
 (function () {{
@@ -56,6 +57,7 @@ button{{font-size:12px;margin-left:6px;cursor:pointer}} .in{{color:#1f6feb}} .ou
   var base = window.location.pathname.replace(/\\/$/, "");
   var token = null;
   var ignored = 0;
+  var labels = JSON.parse(document.body.dataset.labels);
 
   function item(list, parts) {{
     var li = document.createElement("li");
@@ -104,11 +106,11 @@ button{{font-size:12px;margin-left:6px;cursor:pointer}} .in{{color:#1f6feb}} .ou
     view.upcoming.forEach(function (a) {{ item("upcoming", [{{text: a.when}}, {{text: a.service || ""}}, {{text: a.status, cls: "tag " + a.status}}]); }});
     view.past.forEach(function (a) {{ item("past", [{{text: a.when}}, {{text: a.service || ""}}, {{text: a.status, cls: "tag " + a.status}}]); }});
     view.reminders.forEach(function (n) {{
-      var parts = [{{text: n.kind + " · " + n.when}}, {{text: n.status, cls: "tag " + n.status}}, {{text: n.attempts + " attempt(s)"}}];
+      var parts = [{{text: n.kind + " · " + n.when}}, {{text: n.status, cls: "tag " + n.status}}, {{text: n.attempts + " " + labels.attempts}}];
       if (n.status === "pending") {{
-        parts.push({{button: "Cancel", action: "cancel", onclick: function () {{ act("cancel", n.id); }}}});
+        parts.push({{button: labels.cancel, action: "cancel", onclick: function () {{ act("cancel", n.id); }}}});
       }} else {{
-        parts.push({{button: "Resend", action: "resend", onclick: function () {{ act("resend", n.id); }}}});
+        parts.push({{button: labels.resend, action: "resend", onclick: function () {{ act("resend", n.id); }}}});
       }}
       item("reminders", parts).dataset.id = n.id;
     }});
@@ -129,7 +131,7 @@ button{{font-size:12px;margin-left:6px;cursor:pointer}} .in{{color:#1f6feb}} .ou
   }}
 
   function load(contactId) {{
-    say("Loading…");
+    say(labels.loading);
     call("POST", "/token", {{key: key, contact_id: contactId}}).then(function (answer) {{
       token = answer.token;
       return refresh();
@@ -157,6 +159,25 @@ button{{font-size:12px;margin-left:6px;cursor:pointer}} .in{{color:#1f6feb}} .ou
 </script>
 </body></html>
 """
+
+
+LABELS: dict[str, dict[str, str]] = {
+    "es": {
+        "waiting": "Esperando a Chatwoot…", "loading": "Cargando…", "consent": "Consentimiento", "upcoming": "Próximas citas",
+        "past": "Citas pasadas", "reminders": "Recordatorios", "timeline": "Historial", "attempts": "intento(s)",
+        "cancel": "Cancelar", "resend": "Reenviar", "canceled": "Recordatorio cancelado.", "queued": "Recordatorio en cola de nuevo.",
+    },
+    "en": {
+        "waiting": "Waiting for Chatwoot…", "loading": "Loading…", "consent": "Consent", "upcoming": "Upcoming appointments",
+        "past": "Past appointments", "reminders": "Reminders", "timeline": "Timeline", "attempts": "attempt(s)",
+        "cancel": "Cancel", "resend": "Resend", "canceled": "Reminder canceled.", "queued": "Reminder queued again.",
+    },
+}
+
+
+def labels_for(locale: str) -> dict[str, str]:
+    """The page's words in the tenant's language (its base language; English when the hub has none for it)."""
+    return LABELS.get(locale.split("-")[0].lower(), LABELS["en"])
 
 
 def origin_of(url: str) -> str:
@@ -196,7 +217,11 @@ def app_routes(plugin: ChatwootPlugin) -> list[web.RouteDef]:
         settings = plugin.require_settings(tenant)
         profile = await hub.tenant(tenant)
         origin = origin_of(settings.base_url)
-        body = PAGE.format(origin=html.escape(origin), tenant=html.escape(tenant), lang=html.escape(profile.locale))
+        words = labels_for(profile.locale)
+        body = PAGE.format(
+            origin=html.escape(origin), tenant=html.escape(tenant), lang=html.escape(profile.locale),
+            labels=html.escape(json.dumps(words)), **{k: html.escape(v) for k, v in words.items()},
+        )
         return web.Response(text=body, content_type="text/html", headers={
             "Content-Security-Policy": f"frame-ancestors {origin}", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
         })
@@ -270,18 +295,19 @@ def app_routes(plugin: ChatwootPlugin) -> list[web.RouteDef]:
             # Another contact's notification looks exactly like one that does not exist.
             raise web.HTTPNotFound(text="no such notification for this client")
         action = request.match_info["action"]
+        words = labels_for((await hub.tenant(tenant)).locale)
         try:
             if action == "cancel":
                 if not await hub.cancel_notification(tenant, notification_id, reason="canceled by an agent in Chatwoot"):
                     raise web.HTTPConflict(text=f"the reminder is {notification.status}, not pending: nothing to cancel")
-                return web.json_response({"message": "Reminder canceled."})
+                return web.json_response({"message": words["canceled"]})
             new_id = await hub.notify(tenant=tenant, request=NotificationRequest(
                 kind=notification.kind, contact_id=view.id, template=notification.template, data=dict(notification.data),
                 appointment_id=notification.appointment_id,
             ))
         except (UnknownContact, HubError) as exc:
             raise web.HTTPUnprocessableEntity(text=str(exc)) from None
-        return web.json_response({"message": "Reminder queued again.", "notification": new_id})
+        return web.json_response({"message": words["queued"], "notification": new_id})
 
     return [
         web.get("/app", page, name="app"),

@@ -249,17 +249,30 @@ class Sync:
 
     async def run_link(self, job: Job) -> None:
         """Link a Chatwoot contact's id, phone and email to one hub contact; propose merges; push its context."""
-        payload = job.payload
-        chatwoot_id = int(payload["chatwoot_id"])
+        contact_id = await self.link(job.tenant, job.payload)
+        await self.schedule_push(job.tenant, contact_id)
+
+    async def link(self, tenant: str, evidence: dict[str, Any]) -> int:
+        """Link a Chatwoot contact's evidence to one hub contact and propose the merges it reveals; returns the hub contact id."""
+        chatwoot_id = int(evidence["chatwoot_id"])
         addresses = [(IDENTITY, str(chatwoot_id))]
-        addresses += [("phone", payload["phone"])] if payload.get("phone") else []
-        addresses += [("email", payload["email"])] if payload.get("email") else []
-        contact_id = await self.hub.link_identities(job.tenant, addresses, name=payload.get("name") or None, reason="chatwoot contact")
-        view = await self.hub.contact_view(job.tenant, contact_id)
+        addresses += [("phone", evidence["phone"])] if evidence.get("phone") else []
+        addresses += [("email", evidence["email"])] if evidence.get("email") else []
+        contact_id = await self.hub.link_identities(tenant, addresses, name=evidence.get("name") or None, reason="chatwoot contact")
+        view = await self.hub.contact_view(tenant, contact_id)
         for other in chatwoot_ids(view):
             if other != chatwoot_id:
-                await self.propose_merge(job.tenant, view, keep=min(other, chatwoot_id), merge=max(other, chatwoot_id))
-        await self.schedule_push(job.tenant, view.id)
+                await self.propose_merge(tenant, view, keep=min(other, chatwoot_id), merge=max(other, chatwoot_id))
+        return view.id
+
+    async def push_now(self, tenant: str, contact_id: int) -> bool:
+        """Push one contact's context at once (the backfill); False when Chatwoot asked to wait, so it is queued instead."""
+        try:
+            await self.run_push(Job(tenant, NAME, PUSH, f"contact:{contact_id}", {"contact_id": contact_id}, 1))
+        except TransientError:
+            await self.schedule_push(tenant, contact_id)
+            return False
+        return True
 
     async def propose_merge(self, tenant: str, view: ContactView, *, keep: int, merge: int) -> bool:
         """Record that two Chatwoot contacts are one hub contact, and say so in a private note; False if already proposed."""

@@ -127,6 +127,7 @@ class ChatwootStandIn:
         self.requests: list[Seen] = []
         self.violations: list[str] = []
         self._throttle = 0
+        self._throttle_method: str | None = None
         self._fail = 0
         self._ids = iter(range(100, 10**9))
         self._runner: web.AppRunner | None = None
@@ -134,9 +135,10 @@ class ChatwootStandIn:
 
     # --- test controls ----------------------------------------------------------
 
-    def throttle(self, times: int = 1) -> None:
-        """Answer the next `times` requests with 429 and `Retry-After: 1`."""
+    def throttle(self, times: int = 1, *, method: str | None = None) -> None:
+        """Answer the next `times` requests (of one HTTP method, if given) with 429 and `Retry-After: 1`."""
         self._throttle += times
+        self._throttle_method = method
 
     def fail_next(self, times: int = 1) -> None:
         """Answer the next `times` requests with 503."""
@@ -286,7 +288,7 @@ class ChatwootStandIn:
             response: web.StreamResponse = web.json_response({"error": "Invalid Access Token"}, status=401)
         elif request.match_info.get("account_id") != str(self.account_id):
             response = web.json_response({"error": "Resource could not be found"}, status=404)
-        elif self._throttle:
+        elif self._throttle and self._throttle_method in (None, request.method):
             self._throttle -= 1
             response = web.Response(text="Retry later\n", status=429, headers={"Retry-After": "1"})
         elif self._fail:
