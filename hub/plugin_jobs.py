@@ -9,6 +9,7 @@ again (unless enqueued `once`, which makes the key a dedupe key). A
 `TransientError` (429, 5xx, a timeout) backs off, honouring its
 `retry_after`; a `PermanentError` fails the row for an operator to look at.
 A crash mid-run leaves the lease to expire and the row to be taken again.
+Done rows are kept 30 days (so `once` keys dedupe that long), then pruned.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -36,6 +37,9 @@ MAX_ATTEMPTS = 60
 """Transient failures in a row before a job is set aside (about twelve hours at the capped backoff)."""
 BATCH = 20
 MAX_KEY_LENGTH = 300
+KEEP_DONE = dt.timedelta(days=30)
+"""How long a done job is kept: its key dedupes redeliveries (`once`) for that long."""
+PRUNE_EVERY = 3600.0
 
 
 def backoff(attempt: int, retry_after: float | None = None) -> dt.timedelta:
@@ -177,10 +181,23 @@ class PluginJobs:
             )
             return list(rows.all())
 
+    async def prune(self, older_than: dt.timedelta = KEEP_DONE) -> int:
+        """Delete jobs done longer ago than `older_than`; returns how many."""
+        async with self.db.sessions.begin() as session:
+            result = await session.execute(
+                delete(PluginJob).where(PluginJob.done_at < utcnow() - older_than).returning(PluginJob.id)
+            )
+            return len(result.all())
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Run due jobs until `stop` is set; wakes early when a job is enqueued in this process."""
+        """Run due jobs until `stop` is set (pruning old done ones hourly); wakes early when a job is enqueued here."""
+        loop = asyncio.get_running_loop()
+        pruned_at = float("-inf")
         while not stop.is_set():
             try:
+                if loop.time() - pruned_at >= PRUNE_EVERY:
+                    pruned_at = loop.time()
+                    await self.prune()
                 claimed = await self.run_due()
             except Exception as exc:  # a database hiccup must not end the worker
                 self._log.error("plugin_jobs_worker_error", error=_error(exc))

@@ -132,3 +132,17 @@ async def test_keys_are_per_tenant_and_bad_keys_are_refused(hub: Hub, handler: R
         await hub.enqueue_job("demo", "clinic", "push", "", {})
     with pytest.raises(ValueError, match="job key"):
         await hub.enqueue_job("demo", "clinic", "push", "k" * 301, {})
+
+
+async def test_done_jobs_are_pruned_after_a_while_and_pending_ones_never(hub: Hub, handler: Recorder) -> None:
+    await hub.enqueue_job("demo", "clinic", "push", "old", {}, once=True)
+    await hub.enqueue_job("demo", "clinic", "push", "recent", {}, once=True)
+    await hub.plugin_jobs.run_due()
+    await hub.enqueue_job("demo", "clinic", "push", "pending", {}, delay_seconds=3600)
+    async with hub.db.sessions.begin() as session:
+        await session.execute(update(PluginJob).where(PluginJob.key == "old").values(done_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=31)))
+    assert await hub.plugin_jobs.prune() == 1
+    assert sorted(row.key for row in await rows(hub)) == ["pending", "recent"]
+    # The pruned key is free again; the recent one still dedupes.
+    assert await hub.enqueue_job("demo", "clinic", "push", "old", {}, once=True) is True
+    assert await hub.enqueue_job("demo", "clinic", "push", "recent", {}, once=True) is False
