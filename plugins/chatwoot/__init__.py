@@ -119,7 +119,7 @@ def register_channels(hub: HubPort) -> list[Channel] | None:
 def register_routes(hub: HubPort) -> list[web.RouteDef] | None:
     # Always mounted: a tenant may get Chatwoot settings while the hub runs.
     plugin = ChatwootPlugin.of(hub)
-    return [*routes(plugin, _sync(hub)), *app_routes(plugin)]
+    return [*routes(plugin), *app_routes(plugin)]
 
 
 @hookimpl

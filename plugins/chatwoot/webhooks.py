@@ -15,7 +15,7 @@ from hub import HubError, InboundMessage, InvalidAddress, normalize_email, norma
 
 from .runtime import CHANNEL, IDENTITY, MEDIUM, NAME, SOURCE, ChatwootPlugin
 from .signature import DELIVERY, SIGNATURE, TIMESTAMP, check
-from .sync import AGENT_REPLY, LINK, STATUS, Sync, evidence_key
+from .sync import AGENT_REPLY, LINK, STATUS, evidence_key
 
 CONTACT_EVENTS = ("contact_created", "contact_updated")
 CONVERSATION_EVENTS = ("conversation_created", "conversation_status_changed")
@@ -49,7 +49,7 @@ def sender_evidence(contact: dict[str, Any], region: str) -> dict[str, Any] | No
     return {"chatwoot_id": int(contact["id"]), "phone": phone, "email": email, "name": name}
 
 
-def routes(plugin: ChatwootPlugin, sync: Sync) -> list[web.RouteDef]:
+def routes(plugin: ChatwootPlugin) -> list[web.RouteDef]:
     """The webhook route, a closure over the plugin's per-hub state."""
     hub = plugin.hub
     log = structlog.get_logger("plugins.chatwoot")
@@ -68,12 +68,12 @@ def routes(plugin: ChatwootPlugin, sync: Sync) -> list[web.RouteDef]:
             settings = plugin.require_settings(slug)
             if not signature and settings.allow_unsigned:
                 return slug
-            secrets = [s.get_secret_value() for s in (settings.webhook_secret, settings.agent_bot_secret) if s is not None]
-            if not secrets:
+            keys = [s.get_secret_value() for s in (settings.webhook_secret, settings.agent_bot_secret) if s is not None]
+            if not keys:
                 problems.append("missing" if not signature else "no webhook_secret configured")
                 continue
-            for secret in secrets:
-                problem = check(secret, signature, timestamp, body, now=time.time(), tolerance=settings.tolerance_seconds)
+            for key in keys:
+                problem = check(key, signature, timestamp, body, now=time.time(), tolerance=settings.tolerance_seconds)
                 if not problem:
                     return slug
                 problems.append(problem)
