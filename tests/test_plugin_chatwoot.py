@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -155,13 +156,15 @@ async def test_signed_message_links_the_same_person_and_a_booking_updates_attrib
             inbound = (await session.scalars(select(Message).where(Message.direction == "in"))).all()
         assert [(m.body, m.channel) for m in inbound] == [("¿Puedo cambiar mi cita?", "chatwoot")]
 
-        await hub.upsert_appointment("clinic", booking("a-2", phone="+34600123456", hours=48))
+        second = await hub.upsert_appointment("clinic", booking("a-2", phone="+34600123456", hours=48))
         await drain(hub)
 
         attributes = stand_in.contacts[lucia["id"]]["custom_attributes"]
         assert attributes["hub_appointments"] == 2
         assert attributes["hub_next_service"] == "Limpieza"
-        assert attributes["hub_next_appointment"].startswith(str((dt.datetime.now(dt.UTC) + dt.timedelta(hours=48)).date()))
+        start = second.appointment.start_at.astimezone(ZoneInfo("Europe/Madrid"))
+        assert attributes["hub_next_time"] == start.strftime("%H:%M")  # the clinic's clock, not UTC
+        assert dt.datetime.fromisoformat(attributes["hub_next_appointment"]) == second.appointment.start_at
         assert attributes["hub_last_appointment"] is not None
         assert attributes["hub_consent_whatsapp"] == "yes" and attributes["hub_consent_email"] == "no address"
         assert attributes["hub_link"].endswith(f"/api/v1/contacts/{contact}")
@@ -472,10 +475,10 @@ async def test_setup_is_idempotent_and_sync_links_every_contact(sqlite_url: str,
 
     first = await hub_cli("chatwoot", "setup", "--tenant", "clinic", config=config)
     assert first.returncode == 0, first.stderr
-    assert "10 created, 0 already there" in first.stdout
+    assert "11 created, 0 already there" in first.stdout
     assert "/webhooks/chatwoot/events?tenant=clinic" in first.stdout and "/webhooks/chatwoot/app?tenant=clinic&key=" in first.stdout
     second = await hub_cli("chatwoot", "setup", "--tenant", "clinic", config=config)
-    assert "0 created, 10 already there" in second.stdout
+    assert "0 created, 11 already there" in second.stdout
     types = {d["attribute_key"]: d["attribute_display_type"] for d in stand_in.definitions}
     assert types["hub_next_appointment"] == "date" and types["hub_no_shows"] == "number" and types["hub_link"] == "link"
     assert stand_in.token not in first.stdout + first.stderr

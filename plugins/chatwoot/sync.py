@@ -56,6 +56,7 @@ CONSENT_VALUES = ["yes", "opted out", "no address"]
 # (key, display name, display type (0 text, 1 number, 4 link, 5 date, 6 list), list values)
 ATTRIBUTES: tuple[tuple[str, str, int, list[str]], ...] = (
     ("hub_next_appointment", "Next appointment", 5, []),
+    ("hub_next_time", "Next appointment: time", 0, []),
     ("hub_next_service", "Next appointment: service", 0, []),
     ("hub_last_appointment", "Last appointment", 5, []),
     ("hub_appointments", "Appointments", 1, []),
@@ -68,8 +69,8 @@ ATTRIBUTES: tuple[tuple[str, str, int, list[str]], ...] = (
 )
 
 
-def attributes_for(view: ContactView, *, now: dt.datetime, link: str) -> dict[str, Any]:
-    """The Chatwoot custom attributes that show a contact's context (dates as ISO 8601)."""
+def attributes_for(view: ContactView, *, now: dt.datetime, link: str, clock: Callable[[dt.datetime], str]) -> dict[str, Any]:
+    """The Chatwoot custom attributes that show a contact's context (dates as ISO 8601; `clock` writes a local time)."""
     upcoming = view.upcoming(now)
     past = view.past(now)
     reminders = [n for n in view.notifications if "reminder" in n.kind and n.due_at <= now]
@@ -82,6 +83,8 @@ def attributes_for(view: ContactView, *, now: dt.datetime, link: str) -> dict[st
             consent[medium] = "opted out" if all(medium in i.opted_out for i in identities) else "yes"
     return {
         "hub_next_appointment": upcoming[0].start_at.isoformat() if upcoming else None,
+        # Chatwoot shows a date attribute without its time: the time goes beside it, as the client's clock reads it.
+        "hub_next_time": clock(upcoming[0].start_at) if upcoming else "",
         "hub_next_service": (upcoming[0].service or "") if upcoming else "",
         "hub_last_appointment": past[0].start_at.isoformat() if past else None,
         "hub_appointments": len(view.appointments),
@@ -198,8 +201,16 @@ class Sync:
                 ids = [await self._create_contact(job.tenant, client, view, settings.inbox_id)]
             if not ids:
                 return
+            profile = await self.hub.tenant(job.tenant)
+
+            def clock(moment: dt.datetime) -> str:
+                return self.hub.render_inline(
+                    "{{ t | time }}", locale=view.locale or profile.locale, timezone=view.timezone or profile.timezone,
+                    context={"t": moment.isoformat()},
+                )
+
             attributes = attributes_for(
-                view, now=dt.datetime.now(dt.UTC), link=f"{self.hub.public_url}/api/v1/contacts/{view.id}"
+                view, now=dt.datetime.now(dt.UTC), link=f"{self.hub.public_url}/api/v1/contacts/{view.id}", clock=clock
             )
             for index, chatwoot_id in enumerate(ids):
                 try:
