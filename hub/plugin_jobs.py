@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -62,7 +62,25 @@ class PluginJobs:
         self._log = structlog.get_logger("hub.plugin_jobs")
         insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
         table = PluginJob.__table__
-        self._insert = insert(table).on_conflict_do_nothing(index_elements=["tenant_id", "plugin", "key"]).returning(table.c.id)
+        keys = ["tenant_id", "plugin", "key"]
+        self._insert_once = insert(table).on_conflict_do_nothing(index_elements=keys).returning(table.c.id)
+        upsert = insert(table)
+        # A row that is done or set aside starts over; a pending one keeps its due time (the coalescing window).
+        finished = or_(table.c.done_at.is_not(None), table.c.failed_at.is_not(None))
+        self._upsert = upsert.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                "kind": upsert.excluded.kind,
+                "payload": upsert.excluded.payload,
+                "generation": table.c.generation + 1,
+                "due_at": case((finished, upsert.excluded.due_at), else_=table.c.due_at),
+                "attempts": case((finished, 0), else_=table.c.attempts),
+                "last_error": case((finished, None), else_=table.c.last_error),
+                "done_at": None,
+                "failed_at": None,
+                "updated_at": upsert.excluded.updated_at,
+            },
+        ).returning(table.c.id)
 
     def handle(self, plugin: str, kind: str, handler: JobHandler) -> None:
         """Register the handler of one plugin's job kind (in this process)."""
@@ -72,42 +90,28 @@ class PluginJobs:
         self, plugin: str, tenant: str, kind: str, key: str, payload: Mapping[str, Any], *,
         delay_seconds: float = 0.0, once: bool = False,
     ) -> bool:
-        """Store (or coalesce) a job; False when `once` and the key was already there. Commits."""
+        """Store (or coalesce) a job; False when `once` and the key was already there. Commits.
+
+        One statement either way (this runs on every appointment change and
+        delivery status): `once` inserts or does nothing; otherwise a pending
+        row takes the new payload and keeps its due time, and a done or
+        set-aside row is armed again at the new due time.
+        """
         if not key or len(key) > MAX_KEY_LENGTH:
             raise ValueError(f"job key must be 1..{MAX_KEY_LENGTH} characters")
         info = await self.tenants.get(tenant)
         now = utcnow()
         due = now + dt.timedelta(seconds=max(0.0, delay_seconds))
-        async with self.db.sessions.begin() as session:
-            inserted = await session.execute(
-                self._insert.values(
-                    tenant_id=info.id, plugin=plugin, kind=kind, key=key, payload=dict(payload), generation=0, due_at=due,
-                    attempts=0, created_at=now, updated_at=now,
-                )
-            )
-            if inserted.first() is not None:
-                self._wake.set()
-                return True
-            if once:
-                return False
-            row = await session.scalar(
-                select(PluginJob)
-                .where(PluginJob.tenant_id == info.id, PluginJob.plugin == plugin, PluginJob.key == key)
-                .with_for_update()
-            )
-            assert row is not None
-            row.kind = kind
-            row.payload = dict(payload)
-            row.generation += 1
-            if row.done_at is not None or row.failed_at is not None:
-                row.done_at = None
-                row.failed_at = None
-                row.attempts = 0
-                row.last_error = None
-                row.due_at = due
-            # A pending row keeps its due time: that is what coalesces a burst into one run.
-        self._wake.set()
-        return True
+        row = {
+            "tenant_id": info.id, "plugin": plugin, "kind": kind, "key": key, "payload": dict(payload), "generation": 0,
+            "due_at": due, "attempts": 0, "created_at": now, "updated_at": now,
+        }
+        async with self.db.engine.begin() as connection:
+            result = await connection.execute(self._insert_once if once else self._upsert, row)
+            stored = result.first() is not None
+        if stored:
+            self._wake.set()
+        return stored
 
     async def _claim(self, limit: int) -> list[tuple[int, int, int, Job]]:
         now = utcnow()

@@ -107,6 +107,12 @@ async def test_transient_errors_back_off_past_retry_after_and_permanent_ones_set
     assert await hub.plugin_jobs.run_due() == 0
     assert [job.key for job in await hub.plugin_jobs.pending("demo", "clinic")] == ["contact:1"]  # kept for an operator
     assert [attempt for _, _, attempt in handler.ran] == [1, 2]
+    # A new update for the key starts it over, with a fresh count of attempts and no old error.
+    await hub.enqueue_job("demo", "clinic", "push", "contact:1", {"again": True})
+    [row] = await rows(hub)
+    assert (row.failed_at, row.last_error, row.attempts) == (None, None, 0)
+    await hub.plugin_jobs.run_due()
+    assert handler.ran[-1] == ("contact:1", {"again": True}, 1)
 
 
 async def test_a_job_left_by_a_crashed_process_is_taken_over_when_its_lease_ends(hub: Hub, handler: Recorder) -> None:
