@@ -125,8 +125,8 @@ button{{font-size:12px;margin-left:6px;cursor:pointer}} .in{{color:#1f6feb}} .ou
 
   function act(action, id) {{
     call("POST", "/notifications/" + id + "/" + action, {{}}).then(function (result) {{
-      say(result.message);
-      return refresh();
+      // The refreshed panel clears the status line: say what happened once it is drawn.
+      return refresh().then(function () {{ say(result.message); }});
     }}).catch(function (error) {{ say(String(error.message || error)); }});
   }}
 
