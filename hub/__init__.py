@@ -29,7 +29,7 @@ from hub.events import (
     ReceivedMessage,
 )
 from hub.notifications import NotificationRequest
-from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
+from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id, normalize_address, normalize_email, normalize_phone
 from hub.plugins import hookimpl
 from hub.port import AppointmentUpdate, HubPort, Job, TenantProfile
 from hub.responders import ContextSection, Reply, Tool
@@ -96,7 +96,9 @@ __all__ = [
     "TransientError",
     "UnknownContact",
     "UnknownTenant",
+    "WHATSAPP_ID",
     "hookimpl",
+    "is_whatsapp_id",
     "hub_from_context",
     "normalize_address",
     "normalize_email",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hub.contacts import link, set_opt_out
 from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, OptOutEvent, ReceivedMessage
@@ -67,8 +67,10 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
         assert isinstance(event, InboundMessage)
         session = uow.session
         tenant = await hub.tenants.get(event.tenant)
+        linked = [(kind, address) for kind, address in event.linked_addresses]
         outcome = await link(
-            session, tenant, [(event.sender_kind, event.sender)], profile={"name": event.profile_name}
+            session, tenant, [(event.sender_kind, event.sender), *linked], profile={"name": event.profile_name},
+            reason=f"{event.channel} says these are one account", certain=bool(linked),
         )
         conversation = await conversation_for(session, tenant.id, outcome.contact.id, event.medium, event.channel)
         received_at = event.received_at or utcnow()
@@ -99,6 +101,7 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             body=event.body,
             media=list(event.media),
             profile_name=event.profile_name,
+            address_kind=outcome.identities[0].kind,
         )
         hub.announce_link(uow, outcome)
         uow.after_commit("on_message_received", partial(hub.call, "on_message_received", hub=hub, message=view))
@@ -127,6 +130,9 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             notification = await session.get(Notification, message.notification_id)
             if notification is not None:
                 contact_id = notification.contact_id
+            latest = await session.scalar(select(func.max(Message.id)).where(Message.notification_id == message.notification_id))
+            # Only the notification's latest message speaks for it: an older one went out for an earlier time.
+            if notification is not None and latest == message.id:
                 # True when the provider could not deliver it and the outbox handed it to the next channel.
                 handed_on = outbox.report(
                     session, notification, provider_status=event.status, channel=event.channel, provider_id=event.provider_id,

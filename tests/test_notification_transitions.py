@@ -85,3 +85,29 @@ async def test_expired_before_it_went_out(hub: Hub) -> None:
         row = await session.get_one(Notification, notification_id)
     assert row.status == "expired" and [h["status"] for h in row.status_history] == ["pending", "expired"]
     assert row.status_history[-1]["reason"].startswith("not sent before it expired at") and row.attempts == 0
+
+
+async def test_a_late_report_about_the_old_message_does_not_move_a_rearmed_reminder(hub: Hub) -> None:
+    from hub import DeliveryStatusEvent
+    from hub.models import Message
+
+    start = (utcnow() + dt.timedelta(hours=30)).replace(microsecond=0)
+    await hub.upsert_appointment("clinic", booking(start))
+    first = (await reminders(hub))["24h"]
+    async with hub.db.sessions.begin() as session:
+        (await session.get_one(Notification, first.id)).due_at = utcnow()  # its time has come
+    await hub.dispatcher.dispatch_due()
+    async with hub.db.sessions() as session:
+        old = await session.scalar(select(Message).where(Message.notification_id == first.id))
+    assert old is not None and old.provider_id
+    # The appointment moves: the 24 h reminder is a new promise, pending again.
+    await hub.upsert_appointment("clinic", booking(start + dt.timedelta(days=2)))
+    assert (await reminders(hub))["24h"].status == "pending"
+    # The provider's late "delivered" is about the message of the old time: it must not mark the new one done.
+    event = DeliveryStatusEvent(tenant="clinic", channel=old.channel, provider_id=old.provider_id, status="delivered")
+    await hub.accept(event, source="test", dedupe_key="late-delivered")
+    await hub.inbox.process_pending()
+    rearmed = (await reminders(hub))["24h"]
+    assert rearmed.status == "pending" and rearmed.due_at > utcnow()
+    async with hub.db.sessions() as session:
+        assert (await session.get_one(Message, old.id)).status == "delivered"  # the old message's own record moves

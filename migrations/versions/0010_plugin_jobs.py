@@ -1,7 +1,7 @@
 """plugin jobs: durable, coalesced plugin work (hub/plugin_jobs.py)
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0007, 0008
 Create Date: 2026-11-29
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import hub.models
 
 revision = "0010"
-down_revision = "0008"
+down_revision = ("0007", "0008")  # joins the identity and responders branches until the lead re-chains them
 branch_labels = None
 depends_on = None
 
