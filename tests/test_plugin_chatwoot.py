@@ -404,6 +404,39 @@ async def test_two_chatwoot_contacts_of_one_person_are_proposed_for_merge_never_
         assert "no open merge proposals" in again.stdout
 
 
+async def test_hub_contacts_merged_later_bring_their_chatwoot_contacts_to_a_proposal(
+    sqlite_url: str, stand_in: ChatwootStandIn, tmp_path: Path
+) -> None:
+    from hub.models import MergeProposal
+
+    async with chatwoot_hub(sqlite_url, stand_in) as (hub, client):
+        work = stand_in.add_contact("Pedro", phone="+34611000001")
+        home = stand_in.add_contact("Pedro", phone="+34611000002")
+        conversation = stand_in.add_conversation(home["id"])
+        await post(client, stand_in.contact_event(work["id"], "contact_created"))
+        await post(client, stand_in.contact_event(home["id"], "contact_created"))
+        await drain(hub)
+        # A booking names both numbers: two people or one? The hub proposes, an operator decides.
+        await hub.upsert_appointment("clinic", AppointmentInput(
+            source="api", external_id="p-1", start_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=3),
+            addresses=(("phone", "+34611000001"), ("phone", "+34611000002")), contact_name="Pedro",
+        ))
+        await drain(hub)
+        assert stand_in.notes(conversation) == []
+        async with hub.db.sessions() as session:
+            proposal = (await session.scalars(select(MergeProposal))).one()
+
+        config = write_toml(tmp_path / "config.toml", config_document(sqlite_url, tenants=tenants_with(stand_in)))
+        merged = await hub_cli("contacts", "merge", str(proposal.id), "--tenant", "clinic", config=config)
+        assert merged.returncode == 0, merged.stderr
+        await drain(hub)
+        notes = stand_in.notes(conversation)
+        assert len(notes) == 1 and f"#{work['id']}" in notes[0], notes
+        assert stand_in.merges == []
+        stored = await hub.get_plugin_data("chatwoot", "clinic", "merge_proposals") or {}
+        assert [(p["keep"], p["merge"]) for p in stored.get("items", [])] == [(work["id"], home["id"])]
+
+
 # --- the channel ----------------------------------------------------------------------------
 
 

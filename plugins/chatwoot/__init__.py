@@ -86,7 +86,7 @@ from .channel import ChatwootChannel
 from .dashboard import app_routes
 from .runtime import IDENTITY, MEDIUM, NAME, ChatwootPlugin
 from .settings import Settings
-from .sync import AGENT_REPLIED, BOT_OFF, Sync
+from .sync import AGENT_REPLIED, BOT_OFF, Sync, chatwoot_ids
 from .webhooks import routes
 
 if TYPE_CHECKING:
@@ -173,9 +173,14 @@ async def on_delivery_status(hub: HubPort, status: DeliveryStatus) -> None:
 async def on_contact_linked(hub: HubPort, contact: ContactRef, identity: IdentityRef) -> None:
     if not _configured(hub, contact.tenant):
         return
-    settings = ChatwootPlugin.of(hub).require_settings(contact.tenant)
-    if identity.kind == IDENTITY or settings.create_contacts:
-        await _sync(hub).schedule_push(contact.tenant, contact.id)
+    sync = _sync(hub)
+    view = await hub.contact_view(contact.tenant, contact.id)
+    ids = sorted(chatwoot_ids(view))
+    # Hub contacts merged (by new evidence, or an operator accepting a proposal) can bring two Chatwoot contacts together.
+    for other in ids[1:]:
+        await sync.propose_merge(contact.tenant, view, keep=ids[0], merge=other)
+    if ids or ChatwootPlugin.of(hub).require_settings(contact.tenant).create_contacts:
+        await sync.schedule_push(contact.tenant, view.id)
 
 
 @hookimpl
