@@ -42,6 +42,7 @@ STATUS = "status"
 HANDOFF = "handoff"
 FAILURE_CHECK = "failure_check"
 FAILURE_CHECK_SECONDS = 60.0
+FAILURE_CHECKS = 8
 """How long after a provider's failure report to look whether the notification found another channel."""
 AGENT_REPLIED = "an agent replied in Chatwoot"
 """The hand-off reason when an agent answers: Chatwoot already has the conversation, nothing to open."""
@@ -183,6 +184,8 @@ class Sync:
         if notification is None or notification.status not in ("failed", "pending", "sending"):
             return
         if notification.status != "failed":
+            if job.attempt >= FAILURE_CHECKS:
+                return  # still pending after eight looks (about ten minutes): re-armed for later, not a failure
             raise TransientError("the outbox is still trying other channels", retry_after=FAILURE_CHECK_SECONDS)
         profile = await self.hub.tenant(job.tenant)
         await self.schedule_note(
