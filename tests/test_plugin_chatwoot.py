@@ -565,6 +565,19 @@ async def test_settings_configured_in_the_database_verify_webhooks(sqlite_url: s
             assert stand_in.contacts[lucia["id"]]["custom_attributes"]["hub_appointments"] == 0
 
 
+async def test_hub_plugins_lists_the_channel_and_hooks_and_no_secret(sqlite_url: str, stand_in: ChatwootStandIn, tmp_path: Path) -> None:
+    import json
+
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url, tenants=tenants_with(stand_in)))
+    listed = await hub_cli("plugins", "--json", config=config)
+    assert listed.returncode == 0, listed.stderr
+    row = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}["chatwoot"]
+    # Configured per tenant only: the plugin-wide table is absent, the channel is there all the same.
+    assert row["channels"] == ["chatwoot"]
+    assert {"on_handoff", "on_appointment_changed", "on_delivery_status", "register_routes"} <= set(row["hooks"])
+    assert stand_in.token not in listed.stdout and SECRET not in listed.stdout
+
+
 async def test_stand_in_refuses_a_wrong_token_and_unknown_ids_as_chatwoot_does(stand_in: ChatwootStandIn) -> None:
     import aiohttp
 
