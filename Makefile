@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test install clean
+.PHONY: run test install browser clean
 
 $(BIN)/hub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ install: $(BIN)/hub
 run: install
 	$(BIN)/hub serve --host $(HOST) --port $(PORT)
 
-test: install
+# The browser tests drive Debian's Chromium (through Playwright, which downloads no browser of its own).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: install browser
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.appointment_input import AppointmentInput
 from hub.channels import Channel, Delivery, Health, OutboundMessage
+from hub.contact_view import ContactView, IdentityView, MessageView, NotificationView
 from hub.errors import ChannelError, HubError, PermanentError, TemplateError, TransientError, UnknownContact, UnknownTenant
 from hub.events import (
     AppointmentEvent,
@@ -30,7 +31,7 @@ from hub.events import (
 from hub.notifications import NotificationRequest
 from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id, normalize_address, normalize_email, normalize_phone
 from hub.plugins import hookimpl
-from hub.port import AppointmentUpdate, HubPort, TenantProfile
+from hub.port import AppointmentUpdate, HubPort, Job, TenantProfile
 from hub.business import BusinessProfile, Service
 from hub.responders import ContactDetails, ContextSection, ConversationMessage, Reply, Tool
 from hub.settings import PluginSettings, ProviderSettings
@@ -66,6 +67,7 @@ __all__ = [
     "ChannelError",
     "ContactDetails",
     "ContactRef",
+    "ContactView",
     "ContextSection",
     "Conversation",
     "ConversationMessage",
@@ -77,9 +79,13 @@ __all__ = [
     "HubError",
     "HubPort",
     "IdentityRef",
+    "IdentityView",
     "InboundMessage",
     "InboxEvent",
     "InvalidAddress",
+    "Job",
+    "MessageView",
+    "NotificationView",
     "NotificationRequest",
     "OptOutEvent",
     "OutboundMessage",

@@ -9,7 +9,8 @@ there is no module-level state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +28,10 @@ from hub.appointments import AppointmentChange, AppointmentInput, appointment_pr
 from hub.channels import Channel, Health
 from hub.config import Config, resolve_secrets, validate_table
 from hub.contacts import LinkOutcome, set_opt_out
+from hub import contact_actions
+from hub.contact_reads import load_contact_view
+from hub.contact_view import ContactView
+from hub.plugin_jobs import PluginJobs
 from hub.database import Database
 from hub.dispatcher import Dispatcher
 from hub.errors import ConfigError, PluginLoadError, UnknownContact
@@ -37,7 +42,7 @@ from hub.models import Contact, PluginData
 from hub.notifications import NotificationRequest
 from hub.outbox import Enqueued, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
-from hub.port import AppointmentUpdate, HubPort, TenantProfile
+from hub.port import AppointmentUpdate, HubPort, JobHandler, TenantProfile
 from hub.business import BusinessProfile
 from hub.responders import ContactDetails, ContextSection, ConversationMessage, Tool
 from hub.responding import ResponderRunner
@@ -83,6 +88,7 @@ class Hub:
         self.inbox.processors.update(appointment_processors(self))
         self.dispatcher = Dispatcher(self)
         self.responders = ResponderRunner(self)
+        self.plugin_jobs = PluginJobs(self.db, self.tenants, poll_seconds=config.hub.inbox_poll_seconds)
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
         self.tenant_settings = TenantSettingsStore(config, self.db, self._settings_models, self.plugins)
@@ -220,6 +226,7 @@ class Hub:
             asyncio.create_task(self.inbox.run(stop), name="hub-inbox-worker"),
             asyncio.create_task(self.dispatcher.run(stop), name="hub-dispatcher"),
             asyncio.create_task(self.responders.run(stop), name="hub-responders"),
+            asyncio.create_task(self.plugin_jobs.run(stop), name="hub-plugin-jobs"),
         ]
         try:
             yield
@@ -359,6 +366,64 @@ class Hub:
                 session.add(PluginData(tenant_id=info.id, plugin=plugin, key=key, value=value))
             else:
                 row.value = value
+
+    # --- chatwoot (issue 11) ---------------------------------------------------
+
+    async def contact_view(self, tenant: str, contact_id: int) -> ContactView:
+        """One contact as an agent panel shows it (the port's `contact_view`)."""
+        info = await self.tenants.get(tenant)
+        async with self.db.sessions() as session:
+            return await load_contact_view(session, info, contact_id)
+
+    async def find_contact_id(self, tenant: str, kind: str, address: str) -> int | None:
+        """The id of the contact owning an address, or None (the port's `find_contact_id`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.find_contact_id(uow, info, kind, address)
+
+    async def link_identities(
+        self, tenant: str, addresses: Sequence[tuple[str, str]], *, name: str | None = None, reason: str
+    ) -> int:
+        """Link addresses of one person into one contact (the port's `link_identities`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.link_identities(self, uow, info, addresses, name=name, reason=reason)
+
+    async def record_outbound(
+        self, tenant: str, *, contact_id: int, medium: str, channel: str, body: str, provider_id: str,
+        sent_at: dt.datetime | None = None,
+    ) -> int | None:
+        """Record a message sent to the contact outside the hub (the port's `record_outbound`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.record_outbound(
+                uow, info, contact_id=contact_id, medium=medium, channel=channel, body=body, provider_id=provider_id, sent_at=sent_at
+            )
+
+    async def find_conversation_id(self, tenant: str, contact_id: int, medium: str) -> int | None:
+        """The contact's conversation on a medium (the port's `find_conversation_id`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.find_conversation_id(uow, info, contact_id, medium)
+
+    async def cancel_notification(self, tenant: str, notification_id: int, *, reason: str) -> bool:
+        """Cancel one pending notification (the port's `cancel_notification`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.cancel_notification(uow, info, notification_id, reason=reason)
+
+    async def enqueue_job(
+        self, plugin: str, tenant: str, kind: str, key: str, payload: Mapping[str, Any], *,
+        delay_seconds: float = 0.0, once: bool = False,
+    ) -> bool:
+        """Durably queue (or coalesce) plugin work (the port's `enqueue_job`)."""
+        return await self.plugin_jobs.enqueue(plugin, tenant, kind, key, payload, delay_seconds=delay_seconds, once=once)
+
+    def handle_jobs(self, plugin: str, kind: str, handler: JobHandler) -> None:
+        """Register a plugin's job handler (the port's `handle_jobs`)."""
+        self.plugin_jobs.handle(plugin, kind, handler)
+
+    # --- end chatwoot (issue 11) ---------------------------------------------
 
     # --- responders (issue 14) ---
 

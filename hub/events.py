@@ -157,6 +157,8 @@ class DeliveryStatus:
     notification_id: int | None
     error_code: str | None = None
     error_message: str | None = None
+    contact_id: int | None = None
+    """The contact the message went to, when the hub knows it."""
 
 
 @dataclass(frozen=True)
