@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from hub.appointment_input import AppointmentInput
 from hub.channels import Channel, Delivery, Health, OutboundMessage
 from hub.errors import ChannelError, HubError, PermanentError, TemplateError, TransientError, UnknownContact, UnknownTenant
+from hub.header_text import UnsafeHeader, header_text
 from hub.events import (
     AppointmentEvent,
     AppointmentRef,
@@ -30,6 +31,7 @@ from hub.events import (
 from hub.notifications import NotificationRequest
 from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
 from hub.plugins import hookimpl
+from hub.request_body import parse_json
 from hub.port import AppointmentUpdate, HubPort, TenantProfile
 from hub.responders import ContextSection, Reply, Tool
 from hub.settings import PluginSettings, ProviderSettings
@@ -90,11 +92,14 @@ __all__ = [
     "TransientError",
     "UnknownContact",
     "UnknownTenant",
+    "UnsafeHeader",
+    "header_text",
     "hookimpl",
     "hub_from_context",
     "normalize_address",
     "normalize_email",
     "normalize_phone",
+    "parse_json",
     "run_with_hub",
     "with_open_hub",
 ]

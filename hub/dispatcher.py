@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hub.channels import Channel, OutboundMessage
 from hub.errors import PermanentError, TransientError
+from hub.input_rules import web_link
 from hub.models import (
     Appointment,
     Contact,
@@ -182,8 +183,9 @@ class Dispatcher:
                 "location": appointment.location,
                 "timezone": appointment.timezone,
                 "status": appointment.status,
-                "cancel_url": appointment.cancel_url,
-                "reschedule_url": appointment.reschedule_url,
+                # Only http(s) links reach a template's href, whatever the source stored.
+                "cancel_url": web_link(appointment.cancel_url),
+                "reschedule_url": web_link(appointment.reschedule_url),
                 "sequence": int((appointment.data or {}).get("sequence", 0)),
             }
         else:

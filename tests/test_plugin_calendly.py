@@ -381,14 +381,14 @@ async def test_other_events_are_acknowledged_and_malformed_json_refused(sqlite_u
         routing = load("routing_form_submission.created.json")
         assert await post(client, routing) == (200, {"accepted": False, "ignored": "routing_form_submission.created"})
         status, body = await post(client, b'{"event": "invitee.created", "payload": ')
-        assert status == 400 and body["error"] == "bad_request"
+        assert status == 400 and body["error"] == "malformed_json"
         status, _ = await post(client, b'["invitee.created"]')
         assert status == 400
         assert await count(hub, InboxEventRow) == 0
 
 
 async def test_signing_key_stored_by_subscribe_verifies_when_none_is_configured(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
-    async with calendly_hub(sqlite_url, tenants_with(stand_in, clinic={"signing_key": ""})) as (hub, client):
+    async with calendly_hub(sqlite_url, tenants_with(stand_in, clinic={"signing_key": None})) as (hub, client):
         envelope = stand_in.envelope("invitee.created", stand_in.book(start=later(30), email="ana@example.com", name="Ana"))
         assert (await post(client, envelope, ""))[0] == 403  # an empty key must never verify
         await hub.set_plugin_data("calendly", "clinic", "subscription", {"uri": "x", "signing_key": "stored-key-77"})
@@ -577,7 +577,8 @@ async def test_cli_subscribe_stores_a_key_that_verifies_deliveries(sqlite_url: s
     env = {"CLINIC_CALENDLY_TOKEN": stand_in.token}
     port = free_port()
     public = f"http://127.0.0.1:{port}"
-    tenants = cli_tenants(stand_in, signing_key="")
+    tenants = cli_tenants(stand_in)
+    del tenants["clinic"]["plugins"]["calendly"]["signing_key"]
     tenants["salon"]["plugins"] = {"calendly": calendly_table(stand_in)}
     config = write_toml(tmp_path / "config.toml", config_document(sqlite_url, tenants=tenants, hub={"public_url": public}))
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from hub import AppointmentEvent
+from hub import AppointmentEvent, parse_json
 
 from .mapping import HANDLED_EVENTS, NO_SHOW_CREATED, NO_SHOW_DELETED, SOURCE, Unmappable, booking_from_invitee, status_for
 from .runtime import CalendlyPlugin
@@ -56,7 +55,7 @@ def routes(plugin: CalendlyPlugin) -> list[web.RouteDef]:
             log.warning("calendly_webhook_refused", reason=problem, tenant_hint=request.query.get("tenant"))
             raise web.HTTPForbidden(text=problem)
         try:
-            envelope = json.loads(body)
+            envelope = parse_json(body)
         except ValueError:
             raise web.HTTPBadRequest(text="malformed JSON") from None
         if not (isinstance(envelope, dict) and isinstance(envelope.get("event"), str) and isinstance(envelope.get("payload"), dict)):
@@ -76,7 +75,8 @@ def routes(plugin: CalendlyPlugin) -> list[web.RouteDef]:
             booking = booking_from_invitee(payload, status=status, region=region, phone_questions=settings.phone_questions)
         except Unmappable as exc:
             # Authentic but unusable: answering an error would only make Calendly retry it for a day.
-            log.warning("calendly_webhook_unmappable", tenant=tenant, event=name, reason=str(exc))
+            # `event` is structlog's own argument (the message): the Calendly event goes under its own name.
+            log.warning("calendly_webhook_unmappable", tenant=tenant, calendly_event=name, reason=str(exc))
             return web.json_response({"accepted": False, "ignored": str(exc)})
         event = AppointmentEvent(tenant=tenant, appointment=booking)
         new = await hub.accept(event, source=SOURCE, dedupe_key=dedupe_key(tenant, name, envelope))

@@ -1,0 +1,199 @@
+"""Issue 13, one test per class: what an attacker or a careless client sends gets a 4xx naming the field, never a 500."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub import OutboundMessage, PermanentError
+from hub.core import Hub
+from hub.tenants import issue_api_key
+from plugins.smtp_email.message import build_message
+from plugins.smtp_email.settings import Settings as SmtpSettings
+from tests.conftest import config_document, write_toml
+
+
+@pytest.fixture
+async def key(hub: Hub) -> str:
+    async with hub.db.sessions.begin() as session:
+        return await issue_api_key(session, (await hub.tenants.get("clinic")).id)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def soon(days: float = 1) -> str:
+    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days)).isoformat()
+
+
+INJECTED_SUBJECT = "=?utf-8?q?Cita=0D=0AReply-To:_x@evil?="
+
+
+# --- security -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/v1/contacts/openapi.json", "/api/v1/notifications/openapi.json", "/api/v1/x/openapi.json"])
+async def test_only_the_documented_openapi_path_is_public(client: Any, path: str) -> None:
+    assert (await client.get("/api/v1/openapi.json")).status == 200
+    response = await client.get(path)
+    assert response.status == 401
+    assert (await response.json())["error"] == "unauthorized"
+
+
+async def test_an_encoded_word_that_hides_a_header_is_refused_at_the_api(client: Any, key: str) -> None:
+    body = {"kind": "message", "to": "ana@example.com", "data": {"text": "hola", "subject": INJECTED_SUBJECT}}
+    response = await client.post("/api/v1/notifications", json=body, headers=auth(key))
+    assert response.status == 422
+    answer = await response.json()
+    assert "data.subject" in answer["reason"] and "line break" in answer["reason"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        (INJECTED_SUBJECT, None),
+        ("=?utf-8?b?Q2l0YQ0KQmNjOiB4QGV2aWw=?=", None),  # the same in base64: "Cita\r\nBcc: x@evil"
+        ("=?utf-8?q?Cita_ma=C3=B1ana?=", "Cita mañana"),
+        ("Your visit\r\nBcc: x@evil", "Your visit Bcc: x@evil"),  # raw breaks are folded into one line
+    ],
+)
+def test_email_headers_are_built_from_decoded_checked_values(subject: str, expected: str | None) -> None:
+    settings = SmtpSettings(host="127.0.0.1", from_address="citas@example.com")
+    message = OutboundMessage(tenant="clinic", to="ana@example.com", body="hola", kind="message", subject=subject)
+    if expected is None:
+        with pytest.raises(PermanentError, match="line break"):
+            build_message(message, settings)
+        return
+    mail = build_message(message, settings)
+    assert str(mail["Subject"]) == expected
+    assert mail.get_all("Bcc") is None and mail.get_all("Reply-To") is None and len(mail.get_all("From")) == 1
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,<script>x</script>", "/relative", "https://"])
+async def test_links_must_be_http_urls(client: Any, key: str, link: str) -> None:
+    body = {"contact": {"email": "ana@example.com"}, "start": soon(), "cancel_url": link}
+    response = await client.put("/api/v1/appointments/link-1", json=body, headers=auth(key))
+    assert response.status == 422
+    assert (await response.json())["field"] == "cancel_url"
+
+
+@pytest.mark.parametrize(("value", "problem"), [("", "is empty"), ("   ", "is empty")])
+def test_an_empty_secret_from_the_environment_stops_the_hub_naming_the_key(
+    run_cli: Any, tmp_path: Path, sqlite_url: str, value: str, problem: str
+) -> None:
+    document = config_document(sqlite_url, plugins={"twilio_messaging": {
+        "account_sid": "AC" + "0" * 32, "auth_token": {"env": "TWILIO_TOKEN"}}})
+    config = write_toml(tmp_path / "config.toml", document)
+    result = run_cli("plugins", config=config, env={"TWILIO_TOKEN": value})
+    assert result.returncode == 2
+    assert "plugins.twilio_messaging.auth_token" in result.stderr and problem in result.stderr
+
+
+def test_an_empty_literal_secret_is_refused_in_every_plugin(run_cli: Any, tmp_path: Path, sqlite_url: str) -> None:
+    document = config_document(sqlite_url, plugins={"smtp_email": {
+        "host": "127.0.0.1", "from_address": "citas@example.com", "username": "u", "password": " "}})
+    result = run_cli("plugins", config=write_toml(tmp_path / "config.toml", document))
+    assert result.returncode == 2
+    assert "smtp_email.password" in result.stderr and "secret cannot be empty" in result.stderr
+
+
+# --- bad input gets a 4xx naming the field --------------------------------------------
+
+NOTIFICATION = {"kind": "message", "to": "+34600123456", "data": {"text": "hola"}}
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "field"),
+    [
+        ({**NOTIFICATION, "to": ""}, 422, "to"),
+        ({**NOTIFICATION, "contact_id": 2**63, "to": None}, 422, "body"),
+        ('{"kind": "message", "to": "+34600123456", "data": {"n": ' + "9" * 5000 + "}}", 422, "body"),
+        ('{"kind": "message", "to": "+34600123456", "data": {"n": ' + "9" * 30 + "}}", 422, "body"),
+        ({**NOTIFICATION, "data": deep(100)}, 422, None),
+        ({**NOTIFICATION, "data": {"text": "a\x00b"}}, 422, "data.text"),
+        ('{"kind": "message", "to": "+34600123456", "data": {"text": "\\ud800"}}', 422, "data.text"),
+        ('{"kind": "message", "to": "+34600123456", "data": {"n": NaN}}', 422, "body"),
+        ('{"kind": "message", "to": "+34600123456", "data": {"n": Infinity}}', 422, "body"),
+        ('{"kind": "message", "to": "+34600123456", "data": {"n": 1e999}}', 422, "body"),
+        ({**NOTIFICATION, "send_at": "0001-01-01T00:00:00+05:00"}, 422, "send_at"),
+        ({**NOTIFICATION, "send_at": "9999-12-31T23:59:59-05:00"}, 422, "send_at"),
+        ({**NOTIFICATION, "send_at": 12345}, 422, "send_at"),
+        ({**NOTIFICATION, "send_at": soon(2), "expires_at": soon(1)}, 422, "body"),
+        ({**NOTIFICATION, "locale": "../../etc"}, 422, "locale"),
+        ({**NOTIFICATION, "kind": "no_such_kind"}, 422, "kind"),
+        ({**NOTIFICATION, "template": "no_such_template"}, 422, "template"),
+    ],
+)
+async def test_bad_notification_input_is_4xx_naming_the_field(client: Any, key: str, raw: Any, status: int, field: str | None) -> None:
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if v is not None}
+        import json
+        data = json.dumps(raw).encode()
+    else:
+        data = raw.encode()
+    response = await client.post("/api/v1/notifications", data=data, headers={**auth(key), "Content-Type": "application/json"})
+    assert response.status == status, await response.text()
+    answer = await response.json()
+    if field is not None:
+        assert answer["field"] == field, answer
+    assert answer["reason"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"start": 12345}, "start"),
+        ({"start": "0001-01-01T00:00:00+00:00"}, "start"),
+        ({"start": "9999-06-01T10:00:00+00:00"}, "start"),
+        ({"timezone": "localtime"}, "timezone"),
+        ({"timezone": "Factory"}, "timezone"),
+        ({"timezone": "EST5EDT"}, "timezone"),
+        ({"contact": {"email": "ana@example.com", "timezone": "posix/Europe/Madrid"}}, "contact.timezone"),
+        ({"contact": {"email": "ana@example.com", "locale": "../../etc"}}, "contact.locale"),
+        ({"service": "x" * 201}, "service"),
+    ],
+)
+async def test_bad_appointment_input_is_422_naming_the_field(client: Any, key: str, change: dict[str, Any], field: str) -> None:
+    body = {"contact": {"email": "ana@example.com"}, "start": soon(), **change}
+    response = await client.put("/api/v1/appointments/a-1", json=body, headers=auth(key))
+    assert response.status == 422, await response.text()
+    assert (await response.json())["field"] == field
+
+
+@pytest.mark.parametrize("path", ["/api/v1/notifications/9223372036854775808", "/api/v1/contacts/99999999999999999999999", "/api/v1/contacts/0"])
+async def test_ids_out_of_range_are_422(client: Any, key: str, path: str) -> None:
+    response = await client.get(path, headers=auth(key))
+    assert response.status == 422
+    assert (await response.json())["field"] == "id"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"From=%2B34600123456&Body=%FF%FE", "application/x-www-form-urlencoded"),
+        (b"From=\xff\xfe&Body=x", "application/x-www-form-urlencoded"),
+        (b"--xyz\r\ngarbage without an end", "multipart/form-data; boundary=xyz"),
+        (b"Body=a%00b", "application/x-www-form-urlencoded"),
+    ],
+)
+async def test_malformed_webhook_forms_are_400_or_422(client: Any, body: bytes, content_type: str) -> None:
+    response = await client.post("/webhooks/twilio_messaging/inbound", data=body, headers={"Content-Type": content_type})
+    assert response.status in (400, 422), await response.text()
+    assert (await response.json())["error"] in ("malformed_form", "validation_failed")
+
+
+async def test_a_deeply_nested_webhook_body_is_refused_before_any_handler(client: Any) -> None:
+    response = await client.post("/webhooks/calendly/events", data="[" * 5000 + "]" * 5000, headers={"Content-Type": "application/json"})
+    assert response.status == 422
+    assert "nested" in (await response.json())["reason"]
