@@ -42,7 +42,9 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.dialect = url.split("+", 1)[0].split(":", 1)[0]
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: a failing statement's error text would otherwise quote its values
+        # (names, message bodies) into whatever logs it.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "postgresql":
             # Enough connections for a busy webhook burst plus the workers; no ping per checkout
             # (a round trip on every query): stale connections are recycled instead.
