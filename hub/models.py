@@ -96,6 +96,23 @@ class ApiKey(Base):
     """The first characters of the key, shown to tell keys apart."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    """After this the key is refused like a revoked one; None never expires."""
+    last_used_at: Mapped[dt.datetime | None]
+    """When the key last authenticated a request (recorded at most once a minute)."""
+    name: Mapped[str | None] = mapped_column(String(100))
+    """Who or what holds the key, shown by `hub tenants keys list`."""
+
+
+class RateLimitWindow(Base):
+    """Requests counted in one fixed window for one bucket (tenant API, webhook source): shared by every process."""
+
+    __tablename__ = "rate_limit_windows"
+
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """Unix seconds at the window's start."""
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class Contact(Base):

@@ -197,3 +197,57 @@ async def test_a_deeply_nested_webhook_body_is_refused_before_any_handler(client
     response = await client.post("/webhooks/calendly/events", data="[" * 5000 + "]" * 5000, headers={"Content-Type": "application/json"})
     assert response.status == 422
     assert "nested" in (await response.json())["reason"]
+
+
+# --- API keys: list, revoke, expiry, last use -------------------------------------------
+
+
+def test_api_keys_are_listed_revoked_and_expire_through_the_cli_and_http(run_cli: Any, tmp_path: Path, sqlite_url: str) -> None:
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url))
+    first = run_cli("tenants", "key", "clinic", "--name", "booking-system", config=config)
+    second = run_cli("tenants", "key", "clinic", config=config)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    first_key, second_key = first.stdout.strip(), second.stdout.strip()
+    assert first_key != second_key
+
+    async def status_with(key: str) -> int:
+        from aiohttp.test_utils import TestClient, TestServer
+
+        from hub.app import create_app
+        from tests.conftest import make_config
+
+        hub = Hub.build(make_config(sqlite_url))
+        async with hub.running(), TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+            response = await client.get("/api/v1/contacts?email=a@example.com", headers=auth(key))
+            return response.status
+
+    import asyncio
+
+    assert asyncio.run(status_with(first_key)) == 200
+    listed = run_cli("tenants", "keys", "list", "clinic", config=config)
+    assert listed.returncode == 0
+    lines = listed.stdout.strip().splitlines()
+    assert lines[0].split("\t")[:4] == ["PREFIX", "STATE", "CREATED", "LAST USED"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
+    assert set(rows) == {first_key[:12], second_key[:12]}
+    assert rows[first_key[:12]][1] == "active" and rows[first_key[:12]][3] != "-" and rows[first_key[:12]][5] == "booking-system"
+    assert rows[second_key[:12]][3] == "-"  # never used
+    assert first_key[12:] not in listed.stdout  # only the prefix is shown
+
+    revoked = run_cli("tenants", "keys", "revoke", "clinic", first_key[:12], config=config)
+    assert revoked.returncode == 0, revoked.stderr
+    assert asyncio.run(status_with(first_key)) == 401
+    assert asyncio.run(status_with(second_key)) == 200
+    again = run_cli("tenants", "keys", "revoke", "clinic", first_key[:12], config=config)
+    assert again.returncode == 1 and "no active API key" in again.stderr
+    listed = run_cli("tenants", "keys", "list", "clinic", config=config)
+    assert "\trevoked\t" in listed.stdout
+
+
+async def test_an_expired_key_is_refused(client: Any, hub: Hub) -> None:
+    async with hub.db.sessions.begin() as session:
+        tenant_id = (await hub.tenants.get("clinic")).id
+        expired = await issue_api_key(session, tenant_id, expires_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1))
+        valid = await issue_api_key(session, tenant_id, expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
+    assert (await client.get("/api/v1/contacts?email=a@example.com", headers=auth(expired))).status == 401
+    assert (await client.get("/api/v1/contacts?email=a@example.com", headers=auth(valid))).status == 200
