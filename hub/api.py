@@ -396,17 +396,17 @@ def openapi_document(server: str) -> dict[str, Any]:
     def answer(description: str) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
-    def error(description: str) -> dict[str, Any]:
+    def failure(description: str) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
     errors = {
-        "400": error("The body is not JSON (or not UTF-8)"),
-        "401": error("Missing, unknown, revoked or expired API key"),
-        "408": error("The body did not arrive within the body timeout"),
-        "413": error("The body is larger than max_body_bytes"),
-        "422": error("Validation failed: `field` and `reason` say why (lengths, patterns, formats, nesting depth at most 32, "
+        "400": failure("The body is not JSON (or not UTF-8)"),
+        "401": failure("Missing, unknown, revoked or expired API key"),
+        "408": failure("The body did not arrive within the body timeout"),
+        "413": failure("The body is larger than max_body_bytes"),
+        "422": failure("Validation failed: `field` and `reason` say why (lengths, patterns, formats, nesting depth at most 32, "
                      "integers within 64 bits, no NaN, no NUL characters or lone surrogates, times between 1900 and 2200)"),
-        "503": error("The database is unavailable; retry after `Retry-After` seconds"),
+        "503": failure("The database is unavailable; retry after `Retry-After` seconds"),
     }
     idempotency = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200},
                    "description": "A retried POST with the same key returns the first answer."}
