@@ -178,7 +178,12 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     async with hub.db.sessions() as session:
         tenant = await tenant_for_api_key(session, key.strip())
     if tenant is None:
-        return problem(401, "unauthorized", detail="unknown or revoked API key")
+        return problem(401, "unauthorized", detail="unknown, revoked or expired API key")
+    wait = await hub.rate_limits.hit(f"api:{tenant.id}", tenant.api_requests_per_minute)
+    if wait is not None:
+        response = problem(429, "rate_limited", detail=f"at most {tenant.api_requests_per_minute} requests a minute")
+        response.headers["Retry-After"] = str(int(wait))
+        return response
     request[TENANT_KEY] = tenant
     return await handler(request)
 
@@ -404,6 +409,7 @@ def openapi_document(server: str) -> dict[str, Any]:
         "401": failure("Missing, unknown, revoked or expired API key"),
         "408": failure("The body did not arrive within the body timeout"),
         "413": failure("The body is larger than max_body_bytes"),
+        "429": failure("Over the tenant's api_requests_per_minute; retry after `Retry-After` seconds"),
         "422": failure("Validation failed: `field` and `reason` say why (lengths, patterns, formats, nesting depth at most 32, "
                      "integers within 64 bits, no NaN, no NUL characters or lone surrogates, times between 1900 and 2200)"),
         "503": failure("The database is unavailable; retry after `Retry-After` seconds"),

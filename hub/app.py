@@ -109,6 +109,21 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ok else 503)
 
 
+@web.middleware
+async def webhook_rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each source address's requests to one plugin's webhooks, before the body is read; 429 past the limit."""
+    plugin = request.path.split("/")[2] if request.path.startswith("/webhooks/") else None
+    if plugin:
+        hub = request.app[HUB_KEY]
+        per_minute = hub.config.hub.webhook_requests_per_minute
+        wait = await hub.rate_limits.hit(f"webhook:{plugin[:60]}:{request.remote or '-'}", per_minute)
+        if wait is not None:
+            response = json_error(429, "rate_limited", f"at most {per_minute} requests a minute from one source")
+            response.headers["Retry-After"] = str(int(wait))
+            return response
+    return await handler(request)
+
+
 def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -> web.Application:
     """Build the aiohttp application for a hub.
 
@@ -116,7 +131,7 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     the CLI already holds it open); `run_workers` runs the inbox worker and
     the dispatcher in this process.
     """
-    app = web.Application(middlewares=[errors_as_json, checked_body], client_max_size=hub.config.hub.max_body_bytes)
+    app = web.Application(middlewares=[errors_as_json, webhook_rate_limit, checked_body], client_max_size=hub.config.hub.max_body_bytes)
     app[HUB_KEY] = hub
 
     async def hub_life(_app: web.Application) -> AsyncIterator[None]:

@@ -39,6 +39,8 @@ class HubSettings(BaseModel):
     auto_migrate: bool | None = None
     """Migrate on start; None means "yes on SQLite, no elsewhere"."""
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    webhook_requests_per_minute: int = Field(default=1200, ge=1)
+    """Webhook requests one source address may make per minute to one plugin; past it: 429 with Retry-After."""
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     """Longest a request body may take to arrive; a slower client gets 408 and is closed."""
     inbox_max_attempts: int = Field(default=5, ge=1)

@@ -41,6 +41,7 @@ from hub.responders import ContextSection, Tool
 from hub.responding import ResponderRunner
 from hub.templates import SHIPPED_TEMPLATES, Templates
 from hub.tenant_settings import TenantSettingsStore
+from hub.rate_limits import RateLimiter
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
 from hub.unit_of_work import UnitOfWork, unit_of_work
 
@@ -73,6 +74,8 @@ class Hub:
         self.log = structlog.get_logger("hub")
         self.db = Database(config.hub.database_url)
         self.tenants = TenantDirectory(self.db.sessions)
+        # Issue 13: request limits per tenant (API) and per source (webhooks).
+        self.rate_limits = RateLimiter(self.db)
         self.inbox = Inbox(
             self.db, self.tenants, max_attempts=config.hub.inbox_max_attempts, poll_seconds=config.hub.inbox_poll_seconds,
             unit_of_work=self.unit_of_work,

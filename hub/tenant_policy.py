@@ -34,6 +34,8 @@ class TenantPolicy(BaseModel):
     """The tenant's own template folder, searched before the shared ones."""
     responder_timeout: float = Field(default=20.0, gt=0, le=300)
     """Seconds a responder may take to answer one message; past it the message gets no reply."""
+    api_requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    """REST API requests the tenant may make per minute, across every process; past it: 429 with Retry-After."""
 
     @field_validator("reminders")
     @classmethod

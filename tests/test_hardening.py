@@ -251,3 +251,61 @@ async def test_an_expired_key_is_refused(client: Any, hub: Hub) -> None:
         valid = await issue_api_key(session, tenant_id, expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
     assert (await client.get("/api/v1/contacts?email=a@example.com", headers=auth(expired))).status == 401
     assert (await client.get("/api/v1/contacts?email=a@example.com", headers=auth(valid))).status == 200
+
+
+# --- rate limits --------------------------------------------------------------------------
+
+
+def same_minute_ahead(seconds: float = 8) -> None:
+    """Start a counting test early in a window, so the fixed one-minute window does not roll over under it."""
+    import time
+
+    if time.time() % 60 > 60 - seconds:
+        time.sleep(60 - time.time() % 60 + 0.1)
+
+
+async def test_api_rate_limit_per_tenant_is_shared_by_processes_and_answers_429(database_url: str, record_file: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hub.app import create_app
+    from tests.conftest import DEFAULT_TENANTS, make_config
+
+    tenants = {**DEFAULT_TENANTS, "clinic": {**DEFAULT_TENANTS["clinic"], "api_requests_per_minute": 4}}
+    config = make_config(database_url, record_file=record_file, tenants=tenants)
+    first, second = Hub.build(config), Hub.build(config)
+    async with first.running(), second.running():
+        async with first.db.sessions.begin() as session:
+            clinic = await issue_api_key(session, (await first.tenants.get("clinic")).id)
+            salon = await issue_api_key(session, (await first.tenants.get("salon")).id)
+        apps = [create_app(hub, manage_hub=False, run_workers=False) for hub in (first, second)]
+        async with TestClient(TestServer(apps[0])) as one, TestClient(TestServer(apps[1])) as two:
+            same_minute_ahead()
+            # On PostgreSQL both processes count into one row; on SQLite (one process) each counts alone.
+            clients = [one, two, one, two] if database_url.startswith("postgresql") else [one] * 4
+            for client in clients:
+                response = await client.get("/api/v1/contacts?email=a@example.com", headers=auth(clinic))
+                assert response.status == 200
+            refused = await clients[-1].get("/api/v1/contacts?email=a@example.com", headers=auth(clinic))
+            assert refused.status == 429
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+            assert (await refused.json())["error"] == "rate_limited"
+            # Another tenant has its own budget.
+            assert (await one.get("/api/v1/contacts?email=a@example.com", headers=auth(salon))).status == 200
+
+
+async def test_webhook_rate_limit_per_source_answers_429(database_url: str, record_file: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hub.app import create_app
+    from tests.conftest import make_config
+
+    hub = Hub.build(make_config(database_url, record_file=record_file, hub={"webhook_requests_per_minute": 2}))
+    async with hub.running(), TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+        same_minute_ahead()
+        statuses = [(await client.post("/webhooks/recorder/inbound", json={"tenant": "clinic"})).status for _ in range(3)]
+        assert statuses[:2] == [422, 422]  # counted, then refused by the handler for the missing fields
+        assert statuses[2] == 429
+        limited = await client.post("/webhooks/recorder/inbound", json={"tenant": "clinic"})
+        assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+        # The API is not a webhook: it keeps its own (per tenant) budget.
+        assert (await client.get("/api/v1/openapi.json")).status == 200
