@@ -22,13 +22,37 @@ EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-
 PHONE_RE = re.compile(r"(?<![\w])\+?\d(?:[\s().\-]*\d){6,}")
 
 
+# A database error's text quotes the statement's values (the driver's message, `[parameters: ...]`):
+# only the error's class survives into a log line.
+_DB_ERROR_LINE = re.compile(r"(\((?:sqlalchemy|sqlite3|asyncpg)\.[\w.]+\)(?:\s*<class '[\w.]+'>)?).*$")
+_DB_DETAIL_LINE = ("[SQL", "[parameters", "(Background on this error")
+
+
+def _without_statement_values(text: str) -> str:
+    if "[SQL" not in text and "(sqlalchemy." not in text:
+        return text
+    kept: list[str] = []
+    in_statement = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith(_DB_DETAIL_LINE):
+            # A statement may span lines: everything up to its closing bracket goes.
+            in_statement = not line.rstrip().endswith("]") and line.lstrip().startswith("[SQL:")
+            continue
+        if in_statement:
+            in_statement = not line.rstrip().endswith("]")
+            continue
+        kept.append(_DB_ERROR_LINE.sub(r"\1: details withheld", line))
+    return "\n".join(kept)
+
+
 def _mask_phone(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group(0))
     return ("+" if match.group(0).startswith("+") else "") + "*" * (len(digits) - 2) + digits[-2:]
 
 
 def mask_text(text: str) -> str:
-    """Mask every email and phone number inside a string."""
+    """Mask every email and phone number inside a string, and the values a database error quotes."""
+    text = _without_statement_values(text)
     text = EMAIL_RE.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     return PHONE_RE.sub(_mask_phone, text)
 
@@ -52,6 +76,23 @@ def mask_personal_data(_logger: Any, _method: str, event_dict: MutableMapping[st
     return event_dict
 
 
+class LibraryLogBridge(logging.Handler):
+    """Sends the stdlib loggers' records (aiohttp, asyncio, SQLAlchemy) through structlog and its masking.
+
+    A library's exception is logged by its type alone: aiohttp's "Error handling
+    request" carries the offending header bytes in its exception text.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info and record.exc_info[1] is not None:
+                fields["error"] = type(record.exc_info[1]).__name__
+            structlog.get_logger(record.name).log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # a logging failure must not break the caller
+            self.handleError(record)
+
+
 def configure_logging(level: str = "info", *, stream: TextIO | None = None, json: bool | None = None) -> None:
     """Set up structlog (and the stdlib loggers it feeds) once per process."""
     stream = stream or sys.stderr
@@ -72,3 +113,9 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None, json
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, LibraryLogBridge)]:
+        root.removeHandler(handler)
+    root.addHandler(LibraryLogBridge())
+    # Libraries speak only when something is wrong; the hub's own loggers follow `level`.
+    root.setLevel(logging.WARNING)

@@ -309,3 +309,123 @@ async def test_webhook_rate_limit_per_source_answers_429(database_url: str, reco
         assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
         # The API is not a webhook: it keeps its own (per tenant) budget.
         assert (await client.get("/api/v1/openapi.json")).status == 200
+
+
+# --- slow clients, an unreachable database ---------------------------------------------------
+
+
+async def test_a_body_that_never_arrives_is_answered_408_and_closed(sqlite_url: str, record_file: Path) -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hub.app import create_app
+    from tests.conftest import make_config
+
+    hub = Hub.build(make_config(sqlite_url, record_file=record_file, hub={"body_timeout_seconds": 0.3}))
+    async with hub.running(), TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+        for path in ("/api/v1/notifications", "/webhooks/recorder/inbound"):
+            reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+            writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{".encode())
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), timeout=30)  # read() returns once the server closes
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any, pg_template: str) -> str:
+    from tests.conftest import _fresh_pg
+
+    return _fresh_pg(pg_cluster, pg_template)
+
+
+async def test_an_unreachable_postgresql_is_503_with_retry_after_and_the_hub_reconnects(
+    pg_cluster: Any, pg_url: str, record_file: Path
+) -> None:
+    import asyncpg
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hub.app import create_app
+    from tests.conftest import make_config
+
+    url = pg_url
+    name = url.rsplit("/", 1)[1]
+    hub = Hub.build(make_config(url, record_file=record_file))
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        async with hub.running(), TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+            async with hub.db.sessions.begin() as session:
+                key = await issue_api_key(session, (await hub.tenants.get("clinic")).id)
+            assert (await client.get("/api/v1/contacts?email=a@example.com", headers=auth(key))).status == 200
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            down = [
+                await client.get("/api/v1/contacts?email=a@example.com", headers=auth(key)),
+                await client.post("/webhooks/recorder/inbound", json={"tenant": "clinic", "from": "+34600123456", "id": "m1", "text": "hola"}),
+            ]
+            for response in down:
+                assert response.status == 503, await response.text()
+                assert int(response.headers["Retry-After"]) > 0
+                assert (await response.json())["error"] == "database_unavailable"
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            # Nobody restarts anything: the pool reconnects on the next request.
+            assert (await client.get("/api/v1/contacts?email=a@example.com", headers=auth(key))).status == 200
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+@pytest.mark.parametrize("values", [{"id": "Ana Secreta", "slug": None}, {"id": 1, "slug": "Ana Secreta"}])
+async def test_a_failing_statement_logs_no_value_of_it(database_url: str, values: dict[str, Any]) -> None:
+    import io
+    import json
+
+    import structlog
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from hub.database import Database
+    from hub.logs import configure_logging
+
+    stream = io.StringIO()
+    configure_logging(stream=stream, json=True)
+    db = Database(database_url)
+    try:
+        with pytest.raises(DBAPIError) as failure:
+            async with db.sessions.begin() as session:
+                await session.execute(text("INSERT INTO tenants (id, slug, name) VALUES (:id, :slug, 'Ana Secreta')"), values)
+                await session.execute(text("INSERT INTO tenants (id, slug, name) VALUES (:id, :slug, 'Ana Secreta')"), values)
+        # The hub's workers log failures as "Type: text"; whatever the driver quoted stays out.
+        structlog.get_logger("hub").error("worker_error", error=f"{type(failure.value).__name__}: {failure.value}")
+    finally:
+        await db.close()
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert "Ana Secreta" not in stream.getvalue() and "INSERT" not in stream.getvalue()
+    assert line["error"].startswith(type(failure.value).__name__) and "details withheld" in line["error"]
+
+
+async def test_aiohttp_error_logs_pass_through_the_masking(sqlite_url: str, record_file: Path) -> None:
+    import asyncio
+    import io
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hub.app import create_app
+    from hub.logs import configure_logging
+    from tests.conftest import make_config
+
+    stream = io.StringIO()
+    configure_logging(stream=stream, json=True)
+    hub = Hub.build(make_config(sqlite_url, record_file=record_file))
+    async with hub.running(), TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        header = "X-Contact: ana.secreta@example.com +34600123456 " + "y" * 9000
+        writer.write(f"GET /health HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n".encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=30)
+        writer.close()
+    assert answer.split(b"\r\n")[0].endswith(b"400 Bad Request")
+    logged = stream.getvalue()
+    assert "Error handling request" in logged  # aiohttp's own line reached our output...
+    assert "ana.secreta" not in logged and "600123456" not in logged and "yyyy" not in logged  # ...without the header
