@@ -1,8 +1,9 @@
 """Structured logging with personal data masked.
 
 Logs are JSON lines when stderr is not a terminal. Whatever a call logs,
-phone numbers, email addresses and message bodies never reach the output in
-clear: the masking processor runs last before rendering.
+phone numbers, email addresses, names and message bodies never reach the
+output in clear: the masking processor runs last before rendering. Numbers
+that are not phones (ids, paths, dates, timestamps) are left readable.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ import structlog
 # Keys whose values are message content: replaced by their length alone.
 CONTENT_KEYS = frozenset({"body", "text", "html", "message_body", "content", "subject"})
 EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-# Seven or more digits, possibly split by the separators people and vendors use.
-PHONE_RE = re.compile(r"(?<![\w])\+?\d(?:[\s().\-]*\d){6,}")
+# Candidates for phone numbers: digits, possibly split by the separators people and vendors use.
+# Which candidates are phones is decided in `_mask_phone`: ids, paths, dates and addresses are not.
+PHONE_RE = re.compile(r"(?<![\w/.\-])\+?\(?\d[\d\s().\-]*\d")
+_NOT_PHONES = (
+    re.compile(r"\d{4}-\d{2}-\d{2}.*"),  # dates (and the times after them)
+    re.compile(r"\d{1,3}(\.\d{1,3}){3}"),  # IPv4 addresses
+)
+# Keys whose values are personal: names are replaced by their length like bodies.
+PERSONAL_KEYS = frozenset({"name", "contact_name", "display_name", "first_name", "last_name"})
 
 
 # A database error's text quotes the statement's values (the driver's message, `[parameters: ...]`):
@@ -46,8 +54,17 @@ def _without_statement_values(text: str) -> str:
 
 
 def _mask_phone(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return ("+" if match.group(0).startswith("+") else "") + "*" * (len(digits) - 2) + digits[-2:]
+    text = match.group(0)
+    digits = re.sub(r"\D", "", text)
+    following = match.string[match.end():match.end() + 1]
+    if len(digits) < 7 or any(pattern.fullmatch(text) for pattern in _NOT_PHONES):
+        return text
+    if not text.startswith("+"):
+        if following and (following.isalnum() or following in "_-/"):
+            return text  # part of an id or a path: race-00000000000014, /tmp/12345678/x
+        if not re.search(r"[\s().\-]", text) and not 9 <= len(digits) <= 15:
+            return text  # a bare number too short or too long to be a phone: counts, ids, timestamps
+    return ("+" if text.startswith("+") else "") + "*" * (len(digits) - 2) + digits[-2:]
 
 
 def mask_text(text: str) -> str:
@@ -58,7 +75,7 @@ def mask_text(text: str) -> str:
 
 
 def _mask_value(key: str, value: Any) -> Any:
-    if key in CONTENT_KEYS and isinstance(value, str):
+    if (key in CONTENT_KEYS or key in PERSONAL_KEYS) and isinstance(value, str):
         return f"<{len(value)} chars>"
     if isinstance(value, str):
         return mask_text(value)
