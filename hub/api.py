@@ -130,6 +130,10 @@ class AppointmentIn(Strict):
         )
 
 
+class _KeyReused(Exception):
+    """The Idempotency-Key was taken, concurrently, by a request with another body."""
+
+
 def problem(status: int, error: str, **extra: Any) -> web.Response:
     """A JSON error response."""
     return web.json_response({"error": error, **extra}, status=status)
@@ -235,6 +239,12 @@ class Api:
                 return invalid("channels", f"unknown channel or medium {unknown[0]!r}")
         if problem := self._template_problem(tenant, body):
             return invalid("template" if body.template else "kind", problem)
+        try:
+            return await self._queue(tenant, body, key, digest)
+        except _KeyReused:
+            return invalid("Idempotency-Key", "already used with a different request body")
+
+    async def _queue(self, tenant: TenantInfo, body: NotificationIn, key: str, digest: str) -> web.Response:
         async with self.hub.unit_of_work() as uow:
             session = uow.session
             if body.contact_id is not None:
@@ -261,6 +271,13 @@ class Api:
                     insert.values(tenant_id=tenant.id, key=key, request_hash=digest, status=202, body=answer, created_at=utcnow())
                     .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
                 )
+                # A concurrent request with the same key and another body won the insert: this one is refused,
+                # and rolled back, rather than answered 202 for a body that was never queued.
+                stored = await session.scalar(
+                    select(IdempotencyRecord.request_hash).where(IdempotencyRecord.tenant_id == tenant.id, IdempotencyRecord.key == key)
+                )
+                if stored != digest:
+                    raise _KeyReused()
         return web.json_response(answer, status=202)
 
     def _template_problem(self, tenant: TenantInfo, body: NotificationIn) -> str | None:

@@ -429,3 +429,55 @@ async def test_aiohttp_error_logs_pass_through_the_masking(sqlite_url: str, reco
     logged = stream.getvalue()
     assert "Error handling request" in logged  # aiohttp's own line reached our output...
     assert "ana.secreta" not in logged and "600123456" not in logged and "yyyy" not in logged  # ...without the header
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+
+async def test_an_appointment_first_seen_canceled_sends_nothing(client: Any, key: str, hub: Hub) -> None:
+    from sqlalchemy import func, select
+
+    from hub.models import Notification
+
+    body = {"contact": {"email": "ana@example.com"}, "start": soon(3), "status": "canceled"}
+    response = await client.put("/api/v1/appointments/never-seen", json=body, headers=auth(key))
+    assert response.status in (200, 201)
+    assert (await response.json())["notifications"] == []
+    async with hub.db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Notification)) == 0
+    # One that was seen and then canceled still gets its notice.
+    await client.put("/api/v1/appointments/seen", json={**body, "status": "scheduled"}, headers=auth(key))
+    canceled = await client.put("/api/v1/appointments/seen", json=body, headers=auth(key))
+    async with hub.db.sessions() as session:
+        kinds = (await session.scalars(select(Notification.kind).where(Notification.id.in_((await canceled.json())["notifications"])))).all()
+    assert list(kinds) == ["cancellation"]
+
+
+async def test_one_idempotency_key_sent_concurrently_with_different_bodies_queues_one_and_refuses_the_rest(
+    client: Any, key: str, hub: Hub
+) -> None:
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from hub.models import Notification
+
+    # The contact exists first: concurrent linking of one new address is the identity module's own race.
+    assert (await client.post("/api/v1/notifications", json={"kind": "message", "to": "+34600123456", "data": {"text": "hi"}},
+                              headers=auth(key))).status == 202
+    headers = {**auth(key), "Idempotency-Key": "same-key-1"}
+    bodies = [{"kind": "message", "to": "+34600123456", "data": {"text": f"version {i}"}} for i in range(8)]
+    responses = await asyncio.gather(*(client.post("/api/v1/notifications", json=b, headers=headers) for b in bodies))
+    statuses = [r.status for r in responses]
+    assert statuses.count(202) == 1, statuses
+    assert statuses.count(422) == 7, statuses
+    for response in responses:
+        if response.status == 422:
+            assert (await response.json())["field"] == "Idempotency-Key"
+    async with hub.db.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Notification)) == 2
+    # The same key and the same body, sent concurrently: one notification, every answer 202 with its id.
+    same = await asyncio.gather(*(client.post("/api/v1/notifications", json=bodies[0], headers={**auth(key), "Idempotency-Key": "k2"})
+                                  for _ in range(8)))
+    assert {r.status for r in same} == {202}
+    assert len({(await r.json())["id"] for r in same}) == 1
