@@ -24,7 +24,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # Writers queue in SQLite's busy handler for up to 30 s rather than failing at once.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

@@ -79,6 +79,13 @@ class BatchContext:
     """(notification id, channel) -> transient failures so far: the per-channel retry budget."""
 
 
+APPOINTMENT_DEFAULTS: dict[str, Any] = {
+    "id": None, "external_id": None, "end": None, "service": None, "location": None, "timezone": None,
+    "status": "scheduled", "cancel_url": None, "reschedule_url": None, "sequence": 0,
+}
+"""The optional keys of a template's `appointment`, for appointments given as data."""
+
+
 class Dispatcher:
     """Sends what the outbox holds; `run` is the worker loop."""
 
@@ -187,6 +194,15 @@ class Dispatcher:
                 "cancel_url": web_link(appointment.cancel_url),
                 "reschedule_url": web_link(appointment.reschedule_url),
                 "sequence": int((appointment.data or {}).get("sequence", 0)),
+            }
+        elif isinstance(context.get("appointment"), dict):
+            # An appointment given as data (`hub send --data`, the API): its optional keys are there, as None,
+            # so templates test them under StrictUndefined; only http(s) links survive.
+            given = context["appointment"]
+            context["appointment"] = {
+                **APPOINTMENT_DEFAULTS, **given,
+                "cancel_url": web_link(given.get("cancel_url") if isinstance(given.get("cancel_url"), str) else None),
+                "reschedule_url": web_link(given.get("reschedule_url") if isinstance(given.get("reschedule_url"), str) else None),
             }
         else:
             context.setdefault("appointment", None)

@@ -481,3 +481,44 @@ async def test_one_idempotency_key_sent_concurrently_with_different_bodies_queue
                                   for _ in range(8)))
     assert {r.status for r in same} == {202}
     assert len({(await r.json())["id"] for r in same}) == 1
+
+
+async def test_sixteen_concurrent_writers_never_get_database_is_locked(client: Any, key: str) -> None:
+    import asyncio
+
+    async def book(i: int) -> int:
+        statuses = []
+        for round_ in range(3):
+            body = {"contact": {"email": f"c{i}@example.com", "name": f"C{i}"}, "start": soon(2 + round_), "service": "x"}
+            response = await client.put(f"/api/v1/appointments/w-{i}", json=body, headers=auth(key))
+            statuses.append(response.status)
+            note = {"kind": "message", "to": f"c{i}@example.com", "data": {"text": "hola"}}
+            statuses.append((await client.post("/api/v1/notifications", json=note, headers=auth(key))).status)
+        return max(statuses)
+
+    worst = await asyncio.gather(*(book(i) for i in range(16)))
+    assert max(worst) < 300, worst
+
+
+# --- templates render for every input the API and the CLI accept --------------------------------
+
+
+@pytest.mark.parametrize("kind", ["reminder", "confirmation", "cancellation", "reschedule"])
+def test_shipped_templates_render_an_appointment_given_with_only_its_required_fields(
+    run_cli: Any, tmp_path: Path, sqlite_url: str, kind: str
+) -> None:
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url))
+    data = '{"appointment": {"start": "2030-03-10T09:30:00+01:00", "service": "Limpieza"}}'
+    result = run_cli("send", "--tenant", "clinic", "--to", "+34600123456", "--kind", kind, "--data", data, config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SANDBOXED" in result.stdout and "undefined" not in result.stdout
+
+
+def test_cli_refuses_what_the_hub_could_not_keep(run_cli: Any, tmp_path: Path, sqlite_url: str) -> None:
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url))
+    nan = run_cli("send", "--tenant", "clinic", "--to", "+34600123456", "--kind", "message", "--data", '{"text": NaN}', config=config)
+    assert nan.returncode == 2 and "--data" in nan.stderr and "NaN" in nan.stderr
+    locale = run_cli("tenants", "create", "shop", "--locale", "../../etc", config=config)
+    assert locale.returncode == 2 and "--locale" in locale.stderr
+    zone = run_cli("tenants", "create", "shop", "--timezone", "localtime", config=config)
+    assert zone.returncode == 2 and "--timezone" in zone.stderr
