@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pluggy
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from hub.appointments import AppointmentChange, AppointmentInput, appointment_processors, upsert_appointment
@@ -135,12 +135,27 @@ class Hub:
                     continue
                 self.plugins[info.name] = PluginState(info, settings, True)
                 continue
+            if (missing := self._missing_keys_only(model, table, f"plugins.{info.name}")) is not None:
+                # Issue 13: a global table without the account keys (only `sandbox = false`, say) holds
+                # defaults for the tenants that bring their own account; their merged settings are checked below.
+                self.plugins[info.name] = PluginState(info, None, False, f"[plugins.{info.name}] has no {missing}: set per tenant")
+                continue
             settings = self._validate_plugin_table(model, table, f"plugins.{info.name}")
             self.plugins[info.name] = PluginState(info, settings, True)
         for slug, tenant in self.config.tenants.items():
             for name in tenant.plugins:
                 if name in self.plugins:
                     self.settings_for(name, slug)  # fail at start, not on the first event
+
+    def _missing_keys_only(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> str | None:
+        """The first missing key when that is all that is wrong with a plugin table, else None."""
+        try:
+            model.model_validate(resolve_secrets(table, self.config.path, where, self.config.environ))
+        except ValidationError as exc:
+            errors = exc.errors()
+            if errors and all(error["type"] == "missing" for error in errors):
+                return ".".join(str(part) for part in errors[0]["loc"])
+        return None
 
     def _validate_plugin_table(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> BaseModel:
         resolved = resolve_secrets(table, self.config.path, where, self.config.environ)
@@ -365,6 +380,8 @@ class Hub:
         plugins: dict[str, Any] = {}
         for name, state in self.plugins.items():
             entry: dict[str, Any] = {"configured": state.configured, "failures": self.hooks.failures.get(name, 0)}
+            if not state.configured and (tenants := self.configured_tenants(name)):
+                entry["configured_per_tenant"] = tenants
             if state.sandbox is not None:
                 entry["sandbox"] = state.sandbox
             checks = {}

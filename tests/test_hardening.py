@@ -522,3 +522,77 @@ def test_cli_refuses_what_the_hub_could_not_keep(run_cli: Any, tmp_path: Path, s
     assert locale.returncode == 2 and "--locale" in locale.stderr
     zone = run_cli("tenants", "create", "shop", "--timezone", "localtime", config=config)
     assert zone.returncode == 2 and "--timezone" in zone.stderr
+
+
+# --- newcomer frictions ---------------------------------------------------------------------------
+
+
+def test_serve_on_another_port_uses_it_for_a_loopback_public_url(run_cli: Any, tmp_path: Path, sqlite_url: str) -> None:
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.pg import free_port
+
+    port = free_port()
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url, hub={"public_url": "http://127.0.0.1:8080"}))
+    serve = subprocess.Popen([sys.executable, "-m", "hub", "serve", "--port", str(port)], cwd=tmp_path, text=True,
+                             env={"HUB_CONFIG": str(config), "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        document = None
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=2) as response:
+                    document = json.load(response)
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert document is not None
+        assert document["servers"] == [{"url": f"http://127.0.0.1:{port}/api/v1"}]
+    finally:
+        serve.terminate()
+        _, stderr = serve.communicate(timeout=30)
+    assert f"public_url: http://127.0.0.1:{port}" in stderr
+
+
+TWILIO_CLINIC = {"account_sid": "AC" + "1" * 32, "auth_token": "clinic-token", "sms_from": "+34911222333"}
+
+
+def test_a_global_twilio_table_with_only_sandbox_is_defaults_and_plugins_say_configured_per_tenant(
+    run_cli: Any, tmp_path: Path, sqlite_url: str
+) -> None:
+    import json
+
+    from tests.conftest import DEFAULT_TENANTS
+
+    tenants = {**DEFAULT_TENANTS, "clinic": {**DEFAULT_TENANTS["clinic"], "plugins": {"twilio_messaging": TWILIO_CLINIC}}}
+    document = config_document(sqlite_url, tenants=tenants, plugins={"twilio_messaging": {"sandbox": False}})
+    config = write_toml(tmp_path / "config.toml", document)
+    listed = run_cli("plugins", config=config)
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if line.startswith("twilio_messaging"))
+    assert "configured per tenant (clinic)" in line
+    rows = [json.loads(line) for line in run_cli("plugins", "--json", config=config).stdout.splitlines()]
+    twilio = next(row for row in rows if row["name"] == "twilio_messaging")
+    assert twilio["configured_per_tenant"] == ["clinic"]
+    # The tenant's merged settings are still checked at start: a bad tenant value names its key.
+    tenants["clinic"]["plugins"]["twilio_messaging"] = {**TWILIO_CLINIC, "account_sid": "nope"}
+    broken = run_cli("plugins", config=write_toml(tmp_path / "broken.toml", config_document(
+        sqlite_url, tenants=tenants, plugins={"twilio_messaging": {"sandbox": False}})))
+    assert broken.returncode == 2 and "account_sid" in broken.stderr
+
+
+async def test_health_names_the_tenants_a_plugin_is_configured_for(sqlite_url: str, record_file: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hub.app import create_app
+    from tests.conftest import DEFAULT_TENANTS, make_config
+
+    tenants = {**DEFAULT_TENANTS, "clinic": {**DEFAULT_TENANTS["clinic"], "plugins": {"twilio_messaging": TWILIO_CLINIC}}}
+    hub = Hub.build(make_config(sqlite_url, record_file=record_file, tenants=tenants))
+    async with hub.running(), TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+        body = await (await client.get("/health")).json()
+    assert body["plugins"]["twilio_messaging"]["configured_per_tenant"] == ["clinic"]
+    assert "configured_per_tenant" not in body["plugins"]["smtp_email"]
