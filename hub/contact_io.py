@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,11 @@ def _row_evidence(row: dict[str, str], line: int, region: str, report: ImportRep
     return addresses, profile
 
 
+def _delimiter(header: str) -> str:
+    """`;` for a file whose header is separated by semicolons (a spreadsheet's default in much of the world), else `,`."""
+    return ";" if header.count(";") > header.count(",") else ","
+
+
 def _check_header(fieldnames: Sequence[str] | None) -> None:
     """Raise ValueError (one line, for the operator) unless the header names known columns."""
     if not fieldnames or not any(name in COLUMNS for name in fieldnames):
@@ -96,7 +102,9 @@ async def import_contacts(
 ) -> ImportReport:
     """Link every row of a client list through the resolver; idempotent when run again."""
     tenant = await hub.tenants.get(tenant_slug)
-    reader = csv.DictReader(lines)
+    lines = iter(lines)
+    first_line = next(lines, "")
+    reader = csv.DictReader(itertools.chain([first_line], lines), delimiter=_delimiter(first_line))
     try:
         _check_header(reader.fieldnames)
     except csv.Error as exc:
@@ -118,14 +126,28 @@ async def _import_batch(
     """Link up to BATCH rows; True when the file is exhausted."""
     first = report.rows
     while report.rows - first < BATCH:
+        # A row (a quoted value may span lines) starts on the line after the last one read.
+        line = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             return True
         except csv.Error as exc:
             # The file cannot be read past this point (e.g. an unclosed quote swallowed the rest).
-            raise ValueError(f"line {reader.line_num}: {exc}") from None
-        line = reader.line_num
+            raise ValueError(f"line {line}: {exc}") from None
+        columns = len(reader.fieldnames or ())
+        extra = row.pop(None, None)
+        if extra:
+            report.rows += 1
+            report.errors.append(RowError(line, "row", f"{columns + len(extra)} values for {columns} columns (is a value missing its quotes?)"))
+            progress(1)
+            continue
+        present = [value for value in row.values() if value is not None]
+        if present and len(present) < columns:
+            report.rows += 1
+            report.errors.append(RowError(line, "row", f"{len(present)} values for {columns} columns"))
+            progress(1)
+            continue
         if not any((value or "").strip() if isinstance(value, str) else value for value in row.values()):
             # A blank row (",,,,") that spreadsheets leave at the end: no data, no problem.
             progress(1)

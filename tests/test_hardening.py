@@ -596,3 +596,34 @@ async def test_health_names_the_tenants_a_plugin_is_configured_for(sqlite_url: s
         body = await (await client.get("/health")).json()
     assert body["plugins"]["twilio_messaging"]["configured_per_tenant"] == ["clinic"]
     assert "configured_per_tenant" not in body["plugins"]["smtp_email"]
+
+
+@pytest.mark.parametrize(
+    ("content", "summary", "problems"),
+    [
+        ("name;phone;email\nAna;600 123 456;ana@example.com\nLuis;;luis@example.com\n",
+         "2 rows: 2 contacts created", []),
+        ("name,phone,email\nAna,600 123 456,ana@example.com,extra\nLuis,600 123 457\n",
+         "2 rows: 0 contacts created",
+         ["clients.csv:2: row: 4 values for 3 columns (is a value missing its quotes?)", "clients.csv:3: row: 2 values for 3 columns"]),
+    ],
+    ids=["semicolons", "extra-and-missing-columns"],
+)
+def test_client_lists_with_semicolons_or_wrong_columns(
+    run_cli: Any, tmp_path: Path, sqlite_url: str, content: str, summary: str, problems: list[str]
+) -> None:
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url))
+    (tmp_path / "clients.csv").write_text(content, encoding="utf-8")
+    result = run_cli("contacts", "import", "clients.csv", "--tenant", "clinic", config=config)
+    assert result.stdout.startswith(summary), result.stdout + result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("clients.csv:")] == problems
+
+
+def test_a_too_large_field_is_reported_on_the_line_it_starts(run_cli: Any, tmp_path: Path, sqlite_url: str) -> None:
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url))
+    huge = "x" * 200_000
+    content = f'name,phone\nAna,600 123 456\n"{huge}\n{huge}",600 123 457\nLuis,600 123 458\n'
+    (tmp_path / "clients.csv").write_text(content, encoding="utf-8")
+    result = run_cli("contacts", "import", "clients.csv", "--tenant", "clinic", config=config)
+    assert result.returncode == 1
+    assert "line 3:" in result.stderr and "field larger than field limit" in result.stderr
