@@ -671,3 +671,31 @@ async def test_stand_in_answers_with_the_spec_required_keys(stand_in: CalendlySt
     assert missing == (404, {"title": "Resource Not Found", "message": "The server could not find the requested resource."})
     for file in ("invitee.created.json", "invitee.canceled.json", "invitee.created.rescheduled.json"):
         assert SPEC_REQUIRED["Invitee"] <= set(load(file)["payload"])
+
+
+async def test_a_payload_naming_its_event_only_by_uri_is_fetched_with_the_tenants_token(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
+    start = (utcnow() + dt.timedelta(days=3)).replace(microsecond=0)
+    async with calendly_hub(sqlite_url, tenants_with(stand_in)) as (hub, client):
+        payload = stand_in.book(start=start, email="ana@example.com", name="Ana")
+        event_uri = payload["scheduled_event"]["uri"]
+        by_uri = {**payload, "scheduled_event": event_uri}
+        # Calendly cannot be read for a moment: the webhook is answered 503, nothing is stored, Calendly retries.
+        stand_in.throttle("120")
+        status, body = await post(client, stand_in.envelope("invitee.created", by_uri))
+        assert status == 503 and body["error"] == "event_unavailable"
+        assert await count(hub, InboxEventRow) == 0
+        status, body = await post(client, stand_in.envelope("invitee.created", by_uri))
+        assert (status, body) == (200, {"accepted": True})
+        assert await hub.inbox.process_pending() == 1
+        (appointment,) = await rows(hub, Appointment)
+        assert appointment.start_at == start and appointment.external_id == payload["uri"]
+        assert stand_in.calls("GET", f"/scheduled_events/{event_uri.rsplit('/', 1)[1]}")
+
+
+async def test_an_unmappable_signed_event_is_acknowledged_not_a_500(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
+    async with calendly_hub(sqlite_url, tenants_with(stand_in)) as (hub, client):
+        payload = stand_in.book(start=utcnow() + dt.timedelta(days=3), email="ana@example.com", name="Ana")
+        broken = {**payload, "scheduled_event": {**payload["scheduled_event"], "start_time": "not a time"}}
+        status, body = await post(client, stand_in.envelope("invitee.created", broken))
+        assert status == 200 and body["accepted"] is False and "start_time" in body["ignored"]
+        assert await count(hub, InboxEventRow) == 0

@@ -12,6 +12,7 @@ from aiohttp import web
 from hub import AppointmentEvent, parse_json
 
 from .mapping import HANDLED_EVENTS, NO_SHOW_CREATED, NO_SHOW_DELETED, SOURCE, Unmappable, booking_from_invitee, status_for
+from .client import CalendlyError
 from .runtime import CalendlyPlugin
 from .signature import HEADER, SignatureError, parse_header
 
@@ -71,8 +72,22 @@ def routes(plugin: CalendlyPlugin) -> list[web.RouteDef]:
             return web.json_response({"accepted": False, "ignored": "rescheduled"})
         settings = plugin.require_settings(tenant)
         region = (await hub.tenant(tenant)).default_region
+        scheduled_event: dict[str, Any] | None = None
+        if not isinstance(payload.get("scheduled_event"), dict):
+            # Older subscriptions (and Calendly's documentation examples) name the event by its URI only.
+            reference = payload.get("scheduled_event") or payload.get("event")
+            if isinstance(reference, str) and reference.strip():
+                try:
+                    scheduled_event = await plugin.client(tenant).scheduled_event(reference)
+                except CalendlyError as exc:
+                    # Nothing stored yet: Calendly delivers the webhook again later, and the fetch is retried then.
+                    log.warning("calendly_event_fetch_failed", tenant=tenant, status=exc.status)
+                    retry = web.json_response({"error": "event_unavailable", "detail": "the scheduled event could not be read; retry"}, status=503)
+                    retry.headers["Retry-After"] = str(int(exc.retry_after or 60))
+                    return retry
         try:
-            booking = booking_from_invitee(payload, status=status, region=region, phone_questions=settings.phone_questions)
+            booking = booking_from_invitee(payload, status=status, region=region, phone_questions=settings.phone_questions,
+                                           scheduled_event=scheduled_event)
         except Unmappable as exc:
             # Authentic but unusable: answering an error would only make Calendly retry it for a day.
             # `event` is structlog's own argument (the message): the Calendly event goes under its own name.
