@@ -79,6 +79,23 @@ class BatchContext:
     """(notification id, channel) -> transient failures so far: the per-channel retry budget."""
 
 
+def _alive(owner: str, host: str) -> bool:
+    """Whether the dispatcher named `owner` (host:pid:object) on this host may still be running."""
+    parts = owner.split(":")
+    if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+        return True  # not ours to judge
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True  # this process (another dispatcher object of it, in tests)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 APPOINTMENT_DEFAULTS: dict[str, Any] = {
     "id": None, "external_id": None, "end": None, "service": None, "location": None, "timezone": None,
     "status": "scheduled", "cancel_url": None, "reschedule_url": None, "sequence": 0,
@@ -110,7 +127,32 @@ class Dispatcher:
     async def _claim(self, now: dt.datetime) -> list[Any]:
         # Core statements on a plain connection: this is the hot path, no ORM objects needed.
         async with self.hub.db.engine.begin() as connection:
-            return await outbox.claim(connection, now=now, lease=self.lease, owner=self.worker_id, limit=self.batch_size)
+            lapsed = await outbox.lapsed_leases(connection, now=now)
+            rows = await outbox.claim(connection, now=now, lease=self.lease, owner=self.worker_id, limit=self.batch_size)
+            # A retaken row was being sent when its worker died: the record says so, since it may have gone out.
+            interrupted = [
+                {"notification_id": row.id, "channel": (lapsed[row.id][1] or "-")[:64], "provider_id": None, "outcome": "interrupted",
+                 "error": f"worker {lapsed[row.id][0] or '?'} stopped before recording the outcome: it may have been sent",
+                 "started_at": (lapsed[row.id][2] or now) - self.lease, "finished_at": now}
+                for row in rows if row.id in lapsed
+            ]
+            if interrupted:
+                await connection.execute(DeliveryAttempt.__table__.insert(), interrupted)
+            return rows
+
+    async def reclaim_dead_leases(self) -> int:
+        """End at once the leases held by this host's dead dispatchers (a process restarted after kill -9)."""
+        now = utcnow()
+        host = socket.gethostname()
+        async with self.hub.db.engine.begin() as connection:
+            owners = (await connection.execute(
+                select(Notification.lease_owner).where(Notification.status == NotificationStatus.SENDING, Notification.lease_owner.like(f"{host}:%")).distinct()
+            )).scalars().all()
+            dead = [owner for owner in owners if owner and owner != self.worker_id and not _alive(owner, host)]
+            count = await outbox.expire_leases(connection, dead, now=now)
+        if count:
+            self._log.info("dead_leases_reclaimed", notifications=count, workers=len(dead))
+        return count
 
     async def _context(self, rows: Sequence[Any]) -> BatchContext:
         contact_ids = {row.contact_id for row in rows if row.contact_id}
@@ -389,6 +431,10 @@ class Dispatcher:
         """Dispatch until `stop` is set; sleeps until the next due time, a wake-up, or the poll interval."""
         listener = await self._listen()
         try:
+            try:
+                await self.reclaim_dead_leases()
+            except Exception as exc:  # the leases run out by themselves anyway
+                self._log.warning("dead_lease_reclaim_failed", error=type(exc).__name__)
             while not stop.is_set():
                 try:
                     if await self.dispatch_due():

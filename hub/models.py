@@ -266,7 +266,7 @@ class DeliveryAttempt(Base):
     channel: Mapped[str] = mapped_column(String(64))
     provider_id: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(20))
-    """"sent", "sandboxed", "transient", "permanent"."""
+    """"sent", "sandboxed", "transient", "permanent", "exhausted", or "interrupted" (its worker died mid-send: it may have gone out)."""
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]

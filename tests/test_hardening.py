@@ -627,3 +627,43 @@ def test_a_too_large_field_is_reported_on_the_line_it_starts(run_cli: Any, tmp_p
     result = run_cli("contacts", "import", "clients.csv", "--tenant", "clinic", config=config)
     assert result.returncode == 1
     assert "line 3:" in result.stderr and "field larger than field limit" in result.stderr
+
+
+# --- crash accounting -------------------------------------------------------------------------------
+
+
+async def test_a_send_cut_by_kill_is_recorded_and_a_restarted_process_retakes_its_dead_leases_at_once(hub: Hub) -> None:
+    import os
+    import socket
+
+    from sqlalchemy import select
+
+    from hub import NotificationRequest, outbox
+    from hub.models import DeliveryAttempt, Notification, utcnow
+
+    dead_pid = 4_194_000
+    while True:  # a pid no process has: the dispatcher that held it was killed
+        try:
+            os.kill(dead_pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            pass
+        dead_pid -= 1
+    dead = f"{socket.gethostname()}:{dead_pid}:abc"
+    notification_id = await hub.notify(tenant="clinic", request=NotificationRequest(kind="message", address="+34600123456", data={"text": "hola"}))
+    async with hub.db.engine.begin() as connection:
+        # The killed process had claimed it, with two minutes of lease left, and was sending it.
+        claimed = await outbox.claim(connection, now=utcnow(), lease=dt.timedelta(seconds=120), owner=dead, limit=10)
+    assert [row.id for row in claimed] == [notification_id]
+    assert await hub.dispatcher.dispatch_due() == 0  # its lease holds it...
+    assert await hub.dispatcher.reclaim_dead_leases() == 1  # ...until the restarted process sees its former self is gone
+    assert await hub.dispatcher.dispatch_due() == 1
+    async with hub.db.sessions() as session:
+        row = await session.get(Notification, notification_id)
+        attempts = (await session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.notification_id == notification_id)
+                                          .order_by(DeliveryAttempt.id))).all()
+    assert row is not None and row.status == "sandboxed"
+    # Both sends are on record: the one the crash cut short (it may have gone out) and the one after.
+    assert [a.outcome for a in attempts] == ["interrupted", "sandboxed"]
+    assert dead in (attempts[0].error or "") and "may have been sent" in (attempts[0].error or "")
