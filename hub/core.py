@@ -27,6 +27,7 @@ from hub.channels import Channel, Health
 from hub.config import Config, resolve_secrets, validate_table
 from hub.contacts import LinkOutcome, set_opt_out
 from hub.database import Database
+from hub.deferred_events import deferred_processors
 from hub.dispatcher import Dispatcher
 from hub.errors import ConfigError, PluginLoadError, UnknownContact
 from hub.events import ContactRef, InboxEvent, OptOutEvent
@@ -82,6 +83,7 @@ class Hub:
         )
         self.inbox.processors.update(message_processors(self))
         self.inbox.processors.update(appointment_processors(self))
+        self.inbox.processors.update(deferred_processors(self))  # issue 13: webhooks plugins complete later
         self.dispatcher = Dispatcher(self)
         self.responders = ResponderRunner(self)
         self._settings_models: dict[str, type[BaseModel]] = {}

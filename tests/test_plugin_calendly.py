@@ -673,23 +673,31 @@ async def test_stand_in_answers_with_the_spec_required_keys(stand_in: CalendlySt
         assert SPEC_REQUIRED["Invitee"] <= set(load(file)["payload"])
 
 
-async def test_a_payload_naming_its_event_only_by_uri_is_fetched_with_the_tenants_token(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
+async def test_hook_complete_event(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
+    """A payload naming its event only by URI is stored, then completed in the worker with the tenant's token, retried on failure."""
+    from sqlalchemy import update
+
     start = (utcnow() + dt.timedelta(days=3)).replace(microsecond=0)
     async with calendly_hub(sqlite_url, tenants_with(stand_in)) as (hub, client):
         payload = stand_in.book(start=start, email="ana@example.com", name="Ana")
         event_uri = payload["scheduled_event"]["uri"]
         by_uri = {**payload, "scheduled_event": event_uri}
-        # Calendly cannot be read for a moment: the webhook is answered 503, nothing is stored, Calendly retries.
+        assert await post(client, stand_in.envelope("invitee.created", by_uri)) == (200, {"accepted": True})
+        # Calendly cannot be read for a moment: the event stays in the inbox with the error, for a retry.
         stand_in.throttle("120")
-        status, body = await post(client, stand_in.envelope("invitee.created", by_uri))
-        assert status == 503 and body["error"] == "event_unavailable"
-        assert await count(hub, InboxEventRow) == 0
-        status, body = await post(client, stand_in.envelope("invitee.created", by_uri))
-        assert (status, body) == (200, {"accepted": True})
+        assert await hub.inbox.process_pending() == 1
+        (row,) = await rows(hub, InboxEventRow)
+        assert row.processed_at is None and row.failed_at is None and "could not complete" in (row.error or "")
+        assert await count(hub, Appointment) == 0
+        async with hub.db.sessions.begin() as session:  # the backoff has passed
+            await session.execute(update(InboxEventRow).values(next_attempt_at=utcnow()))
         assert await hub.inbox.process_pending() == 1
         (appointment,) = await rows(hub, Appointment)
         assert appointment.start_at == start and appointment.external_id == payload["uri"]
-        assert stand_in.calls("GET", f"/scheduled_events/{event_uri.rsplit('/', 1)[1]}")
+        assert len(stand_in.calls("GET", f"/scheduled_events/{event_uri.rsplit('/', 1)[1]}")) == 2
+        assert kinds(await rows(hub, Notification)).count("confirmation") == 1
+        # Redelivered by Calendly: the same dedupe key, nothing new.
+        assert await post(client, stand_in.envelope("invitee.created", by_uri)) == (200, {"accepted": False})
 
 
 async def test_an_unmappable_signed_event_is_acknowledged_not_a_500(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
