@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hub.config import is_timezone
+from hub.input_rules import LOCALE_PATTERN
 from hub.contacts import identity_key, link
 from hub.core import Hub
 from hub.models import Contact, Identity
@@ -21,6 +23,7 @@ from hub.unit_of_work import UnitOfWork
 COLUMNS = ("name", "phone", "whatsapp", "email", "locale", "timezone", "external_id")
 ADDRESS_COLUMNS = ("phone", "whatsapp", "email")
 # The widths of the contacts columns: a longer value would be cut (SQLite) or refused (PostgreSQL).
+LOCALE = re.compile(LOCALE_PATTERN)
 PROFILE_LENGTHS = {"name": 200, "locale": 16, "external_id": 200}
 BATCH = 200
 
@@ -69,6 +72,9 @@ def _row_evidence(row: dict[str, str], line: int, region: str, report: ImportRep
             report.errors.append(RowError(line, column, f"too long (at most {limit} characters)"))
             value = ""
         profile[column] = value or None
+    if profile.get("locale") and not LOCALE.fullmatch(profile["locale"]):
+        report.errors.append(RowError(line, "locale", "not a language tag (use es, es-MX or pt_BR)"))
+        profile["locale"] = None
     timezone = cell("timezone")
     if timezone:
         if is_timezone(timezone):

@@ -667,3 +667,17 @@ async def test_a_send_cut_by_kill_is_recorded_and_a_restarted_process_retakes_it
     # Both sends are on record: the one the crash cut short (it may have gone out) and the one after.
     assert [a.outcome for a in attempts] == ["interrupted", "sandboxed"]
     assert dead in (attempts[0].error or "") and "may have been sent" in (attempts[0].error or "")
+
+
+@pytest.mark.parametrize("header", ["t=" + "9" * 5000 + ",v1=abcd", "t=1700000000,v1=" + "a" * 5000, "t=1,v1=zz"])
+async def test_a_calendly_signature_header_out_of_bounds_is_401(client: Any, header: str) -> None:
+    response = await client.post("/webhooks/calendly/events", data=b'{"event": "x", "payload": {}}',
+                                 headers={"Content-Type": "application/json", "Calendly-Webhook-Signature": header})
+    assert response.status == 401
+
+
+def test_a_client_list_locale_must_be_a_language_tag(run_cli: Any, tmp_path: Path, sqlite_url: str) -> None:
+    config = write_toml(tmp_path / "config.toml", config_document(sqlite_url))
+    (tmp_path / "clients.csv").write_text("name,email,locale\nAna,ana@example.com,../../etc\n", encoding="utf-8")
+    result = run_cli("contacts", "import", "clients.csv", "--tenant", "clinic", config=config)
+    assert "clients.csv:2: locale: not a language tag" in result.stderr
