@@ -357,6 +357,10 @@ class Api:
         if len(query) != 1:
             return invalid("query", "give exactly one of phone= or email=")
         (kind, raw), = query.items()
+        if len(raw) > (64 if kind == "phone" else 320):
+            return invalid(kind, "too long")
+        if problem := text_problem(raw):
+            return invalid(kind, problem)
         async with self.hub.db.sessions() as session:
             try:
                 contact = await find_contact(session, tenant, kind, raw)
@@ -447,12 +451,13 @@ def openapi_document(server: str) -> dict[str, Any]:
                                             "responses": {"200": answer("The notification"), "404": answer("No such notification"), **errors}}},
             "/appointments/{external_id}": {"put": {
                 "summary": "Create or update an appointment; drives confirmation, reminders, reschedule and cancellation notices",
-                "parameters": [{"name": "external_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [{"name": "external_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 300}}],
                 "requestBody": body("AppointmentIn"),
                 "responses": {"201": answer("Created"), "200": answer("Updated"), **errors}}},
             "/contacts": {"get": {"summary": "Find a contact by phone or email",
-                                  "parameters": [{"name": "phone", "in": "query", "schema": {"type": "string"}},
-                                                 {"name": "email", "in": "query", "schema": {"type": "string"}}],
+                                  "parameters": [{"name": "phone", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                                                 {"name": "email", "in": "query", "schema": {"type": "string", "maxLength": 320}}],
                                   "responses": {"200": answer("Matching contacts"), **errors}}},
             "/contacts/{id}": {"get": {"summary": "A contact: identities, appointments and notification timeline", "parameters": [path_id],
                                        "responses": {"200": answer("The contact"), "404": answer("No such contact"), **errors}}},
