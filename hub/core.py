@@ -38,11 +38,11 @@ from hub.notifications import NotificationRequest
 from hub.outbox import Enqueued, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
 from hub.port import AppointmentUpdate, HubPort, TenantProfile
+from hub.rate_limits import RateLimiter
 from hub.responders import ContextSection, Tool
 from hub.responding import ResponderRunner
 from hub.templates import SHIPPED_TEMPLATES, Templates
 from hub.tenant_settings import TenantSettingsStore
-from hub.rate_limits import RateLimiter
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
 from hub.unit_of_work import UnitOfWork, unit_of_work
 
