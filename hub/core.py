@@ -42,6 +42,7 @@ from hub.rate_limits import RateLimiter
 from hub.responders import ContextSection, Tool
 from hub.responding import ResponderRunner
 from hub.templates import SHIPPED_TEMPLATES, Templates
+from hub.settings import ProviderSettings
 from hub.tenant_settings import TenantSettingsStore
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
 from hub.unit_of_work import UnitOfWork, unit_of_work
@@ -150,7 +151,15 @@ class Hub:
                     self.settings_for(name, slug)  # fail at start, not on the first event
 
     def _missing_keys_only(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> str | None:
-        """The first missing key when that is all that is wrong with a plugin table, else None."""
+        """The first missing key when the table is only defaults for tenants, else None.
+
+        Only defaults: it holds nothing but provider switches (`sandbox`), or a tenant brings its
+        own table for the plugin; and all that is wrong with it alone is keys left to the tenants.
+        """
+        plugin = where.removeprefix("plugins.")
+        switches_only = bool(table) and set(table) <= set(ProviderSettings.model_fields)
+        if not switches_only and not any(plugin in tenant.plugins for tenant in self.config.tenants.values()):
+            return None
         try:
             model.model_validate(resolve_secrets(table, self.config.path, where, self.config.environ))
         except ValidationError as exc:

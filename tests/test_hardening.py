@@ -582,6 +582,11 @@ def test_a_global_twilio_table_with_only_sandbox_is_defaults_and_plugins_say_con
     broken = run_cli("plugins", config=write_toml(tmp_path / "broken.toml", config_document(
         sqlite_url, tenants=tenants, plugins={"twilio_messaging": {"sandbox": False}})))
     assert broken.returncode == 2 and "account_sid" in broken.stderr
+    # A global switch alone, tenants configured later (in the database): the hub starts.
+    switch_only = run_cli("plugins", config=write_toml(tmp_path / "switch.toml", config_document(
+        sqlite_url, plugins={"twilio_messaging": {"sandbox": False}})))
+    assert switch_only.returncode == 0, switch_only.stderr
+    assert "twilio_messaging" in switch_only.stdout and "has no account_sid: set per tenant" in switch_only.stdout
 
 
 async def test_health_names_the_tenants_a_plugin_is_configured_for(sqlite_url: str, record_file: Path) -> None:
