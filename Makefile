@@ -10,7 +10,8 @@ PORT ?= 8080
 $(BIN)/hub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# setuptools' notes about editable installs are for its own developers, not for someone running the hub.
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(BIN)/hub
 
 install: $(BIN)/hub

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pluggy
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from hub import conversations, handoff
@@ -33,6 +33,7 @@ from hub.contact_reads import load_contact_view
 from hub.contact_view import ContactView
 from hub.plugin_jobs import PluginJobs
 from hub.database import Database
+from hub.deferred_events import deferred_processors
 from hub.dispatcher import Dispatcher
 from hub.errors import ConfigError, PluginLoadError, UnknownContact
 from hub.events import AppointmentRef, ContactRef, InboxEvent, OptOutEvent
@@ -44,9 +45,11 @@ from hub.outbox import Enqueued, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
 from hub.port import AppointmentUpdate, HubPort, JobHandler, TenantProfile
 from hub.business import BusinessProfile
+from hub.rate_limits import RateLimiter
 from hub.responders import ContactDetails, ContextSection, ConversationMessage, Tool
 from hub.responding import ResponderRunner
 from hub.templates import SHIPPED_TEMPLATES, Templates
+from hub.settings import ProviderSettings
 from hub.tenant_settings import TenantSettingsStore
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
 from hub.unit_of_work import UnitOfWork, unit_of_work
@@ -80,12 +83,15 @@ class Hub:
         self.log = structlog.get_logger("hub")
         self.db = Database(config.hub.database_url)
         self.tenants = TenantDirectory(self.db.sessions)
+        # Issue 13: request limits per tenant (API) and per source (webhooks).
+        self.rate_limits = RateLimiter(self.db)
         self.inbox = Inbox(
             self.db, self.tenants, max_attempts=config.hub.inbox_max_attempts, poll_seconds=config.hub.inbox_poll_seconds,
             unit_of_work=self.unit_of_work,
         )
         self.inbox.processors.update(message_processors(self))
         self.inbox.processors.update(appointment_processors(self))
+        self.inbox.processors.update(deferred_processors(self))  # issue 13: webhooks plugins complete later
         self.dispatcher = Dispatcher(self)
         self.responders = ResponderRunner(self)
         self.plugin_jobs = PluginJobs(self.db, self.tenants, poll_seconds=config.hub.inbox_poll_seconds)
@@ -140,12 +146,35 @@ class Hub:
                     continue
                 self.plugins[info.name] = PluginState(info, settings, True)
                 continue
+            if (missing := self._missing_keys_only(model, table, f"plugins.{info.name}")) is not None:
+                # Issue 13: a global table without the account keys (only `sandbox = false`, say) holds
+                # defaults for the tenants that bring their own account; their merged settings are checked below.
+                self.plugins[info.name] = PluginState(info, None, False, f"[plugins.{info.name}] has no {missing}: set per tenant")
+                continue
             settings = self._validate_plugin_table(model, table, f"plugins.{info.name}")
             self.plugins[info.name] = PluginState(info, settings, True)
         for slug, tenant in self.config.tenants.items():
             for name in tenant.plugins:
                 if name in self.plugins:
                     self.settings_for(name, slug)  # fail at start, not on the first event
+
+    def _missing_keys_only(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> str | None:
+        """The first missing key when the table is only defaults for tenants, else None.
+
+        Only defaults: it holds nothing but provider switches (`sandbox`), or a tenant brings its
+        own table for the plugin; and all that is wrong with it alone is keys left to the tenants.
+        """
+        plugin = where.removeprefix("plugins.")
+        switches_only = bool(table) and set(table) <= set(ProviderSettings.model_fields)
+        if not switches_only and not any(plugin in tenant.plugins for tenant in self.config.tenants.values()):
+            return None
+        try:
+            model.model_validate(resolve_secrets(table, self.config.path, where, self.config.environ))
+        except ValidationError as exc:
+            errors = exc.errors()
+            if errors and all(error["type"] == "missing" for error in errors):
+                return ".".join(str(part) for part in errors[0]["loc"])
+        return None
 
     def _validate_plugin_table(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> BaseModel:
         resolved = resolve_secrets(table, self.config.path, where, self.config.environ)
@@ -496,6 +525,8 @@ class Hub:
         plugins: dict[str, Any] = {}
         for name, state in self.plugins.items():
             entry: dict[str, Any] = {"configured": state.configured, "failures": self.hooks.failures.get(name, 0)}
+            if not state.configured and (tenants := self.configured_tenants(name)):
+                entry["configured_per_tenant"] = tenants
             if state.sandbox is not None:
                 entry["sandbox"] = state.sandbox
             checks = {}

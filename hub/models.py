@@ -96,6 +96,23 @@ class ApiKey(Base):
     """The first characters of the key, shown to tell keys apart."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    """After this the key is refused like a revoked one; None never expires."""
+    last_used_at: Mapped[dt.datetime | None]
+    """When the key last authenticated a request (recorded at most once a minute)."""
+    name: Mapped[str | None] = mapped_column(String(100))
+    """Who or what holds the key, shown by `hub tenants keys list`."""
+
+
+class RateLimitWindow(Base):
+    """Requests counted in one fixed window for one bucket (tenant API, webhook source): shared by every process."""
+
+    __tablename__ = "rate_limit_windows"
+
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """Unix seconds at the window's start."""
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class Contact(Base):
@@ -291,7 +308,7 @@ class DeliveryAttempt(Base):
     channel: Mapped[str] = mapped_column(String(64))
     provider_id: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(20))
-    """"sent", "sandboxed", "transient", "permanent"."""
+    """"sent", "sandboxed", "transient", "permanent", "exhausted", or "interrupted" (its worker died mid-send: it may have gone out)."""
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
