@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
+# The console user `make run` creates on first run (its password is printed once).
+DEMO_USER ?= demo@demo-clinic.example
 
 .PHONY: run test install clean
 
@@ -16,7 +18,7 @@ $(BIN)/hub: pyproject.toml
 install: $(BIN)/hub
 
 run: install
-	$(BIN)/hub serve --host $(HOST) --port $(PORT)
+	$(BIN)/hub serve --host $(HOST) --port $(PORT) --demo-user $(DEMO_USER)
 
 test: install
 	$(BIN)/mypy

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from hub.admin_api import create_admin_api
 from hub.api import create_api
+from hub.console import add_console
 from hub.core import Hub
 
 HUB_KEY = web.AppKey("hub", Hub)
@@ -83,6 +84,7 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     if run_workers:
         app.cleanup_ctx.append(workers)
     app.router.add_get("/health", health, name="health")
+    add_console(app, hub)  # issue 12: the web console at /
     # Before /api/v1/: the admin routes must not reach the tenant-key check of the API sub-app.
     app.add_subapp("/api/v1/admin/", create_admin_api(hub, [errors_as_json]))
     app.add_subapp("/api/v1/", create_api(hub, [errors_as_json]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hub.commands import admin_keys, contacts, db, notifications, phones, plugins, serve, templates, tenants
+from hub.commands import admin_keys, contacts, db, notifications, phones, plugins, serve, templates, tenants, users
 
 
 def add_builtin_commands(group: click.Group) -> None:
@@ -22,5 +22,6 @@ def add_builtin_commands(group: click.Group) -> None:
         templates.templates,
         notifications.send,
         notifications.notifications,
+        users.users,
     ):
         group.add_command(command)

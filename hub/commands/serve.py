@@ -11,6 +11,8 @@ from aiohttp import web
 
 from hub.app import create_app
 from hub.cli import CliState, run
+from hub.console.passwords import generate_password, new_hasher
+from hub.console.users import count_users, create_user
 from hub.core import Hub
 
 
@@ -35,7 +37,21 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def _serve(hub: Hub, host: str, port: int, workers: bool) -> None:
+async def _demo_sign_in(hub: Hub, email: str) -> str:
+    """Make a demo console user for the first tenant if there is no user yet; the line telling how to sign in."""
+    tenants = await hub.tenants.all()
+    if not tenants:
+        return "no tenant yet: create one, then `hub users create`"
+    async with hub.db.sessions.begin() as session:
+        if await count_users(session):
+            return f"sign in as {email} with the password printed when it was made (or `hub users create`)"
+        password = generate_password()
+        await create_user(session, new_hasher(), email=email, password=password, role="tenant", tenant=tenants[0].slug)
+    # Shown once, here: only its argon2id hash is stored.
+    return f"sign in as {email} with password {password} (tenant {tenants[0].slug}; shown only this once)"
+
+
+async def _serve(hub: Hub, host: str, port: int, workers: bool, demo_user: str | None = None) -> None:
     async with hub.running():
         _freeze_startup_objects()
         app = create_app(hub, run_workers=workers, manage_hub=False)
@@ -46,6 +62,10 @@ async def _serve(hub: Hub, host: str, port: int, workers: bool) -> None:
             await site.start()
             click.echo(f"Notification Hub serving on http://{host}:{port}/{_sandbox_note(hub)}", err=True)
             click.echo(f"  health: http://{host}:{port}/health   database: {hub.db.safe_url}", err=True)
+            if demo_user:
+                click.echo(f"  console: http://{host}:{port}/   {await _demo_sign_in(hub, demo_user)}", err=True)
+            else:
+                click.echo(f"  console: http://{host}:{port}/", err=True)
             await _until_signalled()
         finally:
             await runner.cleanup()
@@ -55,10 +75,11 @@ async def _serve(hub: Hub, host: str, port: int, workers: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--no-workers", is_flag=True, help="Serve HTTP only; leave processing to `hub worker`.")
+@click.option("--demo-user", metavar="EMAIL", help="With no console user yet, create this one for the first tenant and print its password once.")
 @click.pass_obj
-def serve(state: CliState, host: str, port: int, no_workers: bool) -> None:
-    """Run the HTTP app (webhooks, API, health) and, by default, the workers."""
-    run(_serve(state.hub(), host, port, not no_workers))
+def serve(state: CliState, host: str, port: int, no_workers: bool, demo_user: str | None) -> None:
+    """Run the HTTP app (console, webhooks, API, health) and, by default, the workers."""
+    run(_serve(state.hub(), host, port, not no_workers, demo_user))
 
 
 async def _work(hub: Hub) -> None:

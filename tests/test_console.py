@@ -1,0 +1,179 @@
+"""The web console over HTTP: sign-in, lock-out, CSRF, tenant isolation, search, timeline, retry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
+
+from hub.app import create_app
+from hub.console.users import MAX_FAILURES
+from hub.core import Hub
+from hub.models import Notification
+from tests.conftest import make_config
+from tests.console_helpers import CLINIC_USER, OPERATOR, PASSWORD, SALON_USER, Seeded, csrf_of, seed, sign_in
+
+
+@pytest.fixture
+async def hub(sqlite_url: str, record_file: Path) -> AsyncIterator[Hub]:
+    instance = Hub.build(make_config(sqlite_url, record_file=record_file))
+    async with instance.running():
+        yield instance
+
+
+@pytest.fixture
+async def seeded(hub: Hub) -> Seeded:
+    return await seed(hub)
+
+
+@pytest.fixture
+async def client(hub: Hub) -> AsyncIterator[Any]:
+    # No workers: the tests dispatch by hand, so what a page shows does not race the dispatcher.
+    async with TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as test_client:
+        yield test_client
+
+
+async def test_pages_need_a_signed_in_user(client: Any, seeded: Seeded) -> None:
+    for path in ("/", "/t/clinic/", f"/t/clinic/contacts/{seeded.ana}", "/t/clinic/outbox", "/t/clinic/settings"):
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == 303, path
+        assert response.headers["Location"].startswith("/signin?next=")
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "status", "shown"),
+    [
+        (CLINIC_USER, "wrong password!", 401, "wrong email or password"),
+        ("nobody@clinic.example", PASSWORD, 401, "wrong email or password"),
+        (CLINIC_USER, PASSWORD, 303, None),
+        (CLINIC_USER.upper(), PASSWORD, 303, None),
+    ],
+)
+async def test_sign_in(client: Any, seeded: Seeded, email: str, password: str, status: int, shown: str | None) -> None:
+    response = await sign_in(client, email, password)
+    assert response.status == status
+    if shown:
+        assert shown in await response.text()
+    else:
+        assert response.headers["Location"] == "/t/clinic/"
+        today = await client.get("/t/clinic/")
+        assert "Appointments today" in await today.text()
+
+
+async def test_sign_in_without_the_forms_token_is_refused(client: Any, seeded: Seeded) -> None:
+    await client.get("/signin")
+    response = await client.post("/signin", data={"email": CLINIC_USER, "password": PASSWORD, "csrf": "forged"}, allow_redirects=False)
+    assert response.status == 403
+    assert (await client.get("/t/clinic/", allow_redirects=False)).status == 303
+
+
+async def test_repeated_failures_lock_the_account_even_for_the_right_password(client: Any, seeded: Seeded) -> None:
+    for _ in range(MAX_FAILURES):
+        assert (await sign_in(client, CLINIC_USER, "not the password")).status == 401
+    locked = await sign_in(client, CLINIC_USER, PASSWORD)
+    assert locked.status == 401
+    assert "locked" in await locked.text()
+    # Another user is not affected.
+    assert (await sign_in(client, SALON_USER, PASSWORD)).status == 303
+
+
+async def test_posts_need_the_sessions_csrf_token(client: Any, hub: Hub, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    response = await client.post(f"/t/clinic/outbox/{seeded.failed_notification}/retry", data={"csrf": "guessed"}, allow_redirects=False)
+    assert response.status == 403
+    async with hub.db.sessions() as session:
+        assert await session.scalar(select(Notification.status).where(Notification.id == seeded.failed_notification)) == "failed"
+
+
+@pytest.mark.parametrize("path", ["/t/salon/", "/t/salon/contacts/{salon}", "/t/clinic/contacts/{salon}", "/t/clinic/outbox/999999", "/t/nope/"])
+async def test_a_tenant_user_sees_nothing_of_another_tenant(client: Any, seeded: Seeded, path: str) -> None:
+    await sign_in(client, CLINIC_USER)
+    response = await client.get(path.format(salon=seeded.salon_contact), allow_redirects=False)
+    assert response.status == 404
+    assert "Salon" not in await response.text()
+
+
+async def test_an_operator_sees_every_tenant(client: Any, seeded: Seeded) -> None:
+    assert (await sign_in(client, OPERATOR)).headers["Location"] == "/"
+    home = await (await client.get("/")).text()
+    assert "/t/clinic/" in home and "/t/salon/" in home
+    assert (await client.get(f"/t/salon/contacts/{seeded.salon_contact}")).status == 200
+
+
+@pytest.mark.parametrize("query", ["600 12 34 56", "+34 600-123-456", "(600) 123456", "0034600123456", "ANA@clinic-patients.example", "garcía"])
+async def test_contact_search_finds_a_number_written_any_way(client: Any, seeded: Seeded, query: str) -> None:
+    await sign_in(client, CLINIC_USER)
+    page = await (await client.get("/t/clinic/contacts", params={"q": query})).text()
+    assert f"/t/clinic/contacts/{seeded.ana}" in page
+
+
+async def test_contact_search_names_an_unreadable_number(client: Any, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    response = await client.get("/t/clinic/contacts", params={"q": "12345"})
+    assert response.status == 200
+    assert "phone:" in await response.text()
+
+
+async def test_timeline_shows_identities_consent_and_every_attempt(client: Any, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    page = await (await client.get(f"/t/clinic/contacts/{seeded.ana}")).text()
+    assert "phone: +34600123456" in page and "email: ana@clinic-patients.example" in page
+    assert "sms: opted out" in page
+    assert "reminder_note" in page and "failed" in page
+    assert "recorder-sms" in page  # the first message went out on it
+
+
+async def test_retry_a_failed_notification_from_the_outbox(client: Any, hub: Hub, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    outbox = await (await client.get("/t/clinic/outbox", params={"status": "failed"})).text()
+    assert f'data-id="{seeded.failed_notification}"' in outbox
+    await hub.set_opt_out("clinic", "phone", "+34600123456", "sms", False)
+    response = await client.post(f"/t/clinic/outbox/{seeded.failed_notification}/retry", data={"csrf": csrf_of(outbox)})
+    assert "Queued again" in await response.text()
+    await hub.dispatcher.dispatch_due()
+    async with hub.db.sessions() as session:
+        row = await session.scalar(select(Notification).where(Notification.id == seeded.failed_notification))
+    assert row is not None and row.status == "sandboxed", (row.last_error, row.status_history)
+    assert any("retried from the console by desk@clinic.example" == entry.get("reason") for entry in row.status_history)
+
+
+async def test_retrying_what_is_not_failed_is_refused_with_a_reason(client: Any, hub: Hub, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    outbox = await (await client.get("/t/clinic/outbox")).text()
+    async with hub.db.sessions() as session:
+        sent = await session.scalar(select(Notification.id).where(Notification.status == "sandboxed").limit(1))
+    response = await client.post(f"/t/clinic/outbox/{sent}/retry", data={"csrf": csrf_of(outbox)})
+    assert "is not retried" in await response.text()
+
+
+async def test_settings_show_plugins_and_previews_but_no_secret(sqlite_url: str, record_file: Path) -> None:
+    config = make_config(sqlite_url, record_file=record_file, plugins={"recorder": {"record_file": str(record_file), "token": "s3cret-token-value"}})
+    hub = Hub.build(config)
+    async with hub.running():
+        await seed(hub)
+        async with TestClient(TestServer(create_app(hub, manage_hub=False, run_workers=False))) as client:
+            await sign_in(client, CLINIC_USER)
+            page = await (await client.get("/t/clinic/settings")).text()
+    assert "s3cret-token-value" not in page
+    assert "token = <em>set</em>" in page
+    assert "recorder-sms: <span class=\"status sent\">up</span>" in page
+    assert "reminder · es · sms" in page
+    assert 'id="sandbox-banner"' in page
+
+
+async def test_sign_out_ends_the_session(client: Any, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    today = await (await client.get("/t/clinic/")).text()
+    await client.post("/signout", data={"csrf": csrf_of(today)})
+    assert (await client.get("/t/clinic/", allow_redirects=False)).status == 303
+
+
+async def test_sign_in_redirects_only_to_this_site(client: Any, seeded: Seeded) -> None:
+    form = await client.get("/signin", params={"next": "//evil.example/x"})
+    token = csrf_of(await form.text())
+    response = await client.post("/signin", data={"email": CLINIC_USER, "password": PASSWORD, "csrf": token, "next": "//evil.example/x"}, allow_redirects=False)
+    assert response.headers["Location"] == "/t/clinic/"
