@@ -17,6 +17,7 @@ from hub.admin_api import create_admin_api
 from hub.api import create_api
 from hub.console import add_console
 from hub.core import Hub
+from hub.request_ids import request_ids
 
 HUB_KEY = web.AppKey("hub", Hub)
 
@@ -64,7 +65,7 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     the CLI already holds it open); `run_workers` runs the inbox worker and
     the dispatcher in this process.
     """
-    app = web.Application(middlewares=[errors_as_json], client_max_size=hub.config.hub.max_body_bytes)
+    app = web.Application(middlewares=[request_ids, errors_as_json], client_max_size=hub.config.hub.max_body_bytes)
     app[HUB_KEY] = hub
 
     async def hub_life(_app: web.Application) -> AsyncIterator[None]:
