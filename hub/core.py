@@ -32,6 +32,7 @@ from hub.errors import ConfigError, PluginLoadError, UnknownContact
 from hub.events import ContactRef, InboxEvent, OptOutEvent
 from hub.inbox import Inbox
 from hub.messaging import message_processors
+from hub.metrics import HubMetrics
 from hub.models import Contact, PluginData
 from hub.notifications import NotificationRequest
 from hub.outbox import Enqueued, enqueue
@@ -81,6 +82,8 @@ class Hub:
         self.inbox.processors.update(appointment_processors(self))
         self.dispatcher = Dispatcher(self)
         self.responders = ResponderRunner(self)
+        # issue 12: this process's Prometheus metrics (hub/metrics.py)
+        self.metrics = HubMetrics()
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
         self.tenant_settings = TenantSettingsStore(config, self.db, self._settings_models, self.plugins)

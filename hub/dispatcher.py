@@ -289,6 +289,8 @@ class Dispatcher:
                 await connection.execute(DeliveryAttempt.__table__.insert(), tries)
             await self._record_messages(connection, [o for o in outcomes if o.message], now)
             await outbox.record(connection, [o.verdict for o in outcomes], owner=self.worker_id, now=now)
+        for o in outcomes:
+            self.hub.metrics.dispatched.labels(o.verdict.channel or "none", o.verdict.status).inc()
 
     async def _record_messages(self, connection: Any, sent: list[Outcome], now: dt.datetime) -> None:
         if not sent:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import click
 from aiohttp import web
@@ -14,6 +16,7 @@ from hub.cli import CliState, run
 from hub.console.passwords import generate_password, new_hasher
 from hub.console.users import count_users, create_user
 from hub.core import Hub
+from hub.metrics import metrics_app
 
 
 async def _until_signalled() -> None:
@@ -51,7 +54,25 @@ async def _demo_sign_in(hub: Hub, email: str) -> str:
     return f"sign in as {email} with password {password} (tenant {tenants[0].slug}; shown only this once)"
 
 
-async def _serve(hub: Hub, host: str, port: int, workers: bool, demo_user: str | None = None) -> None:
+@asynccontextmanager
+async def _metrics_listener(hub: Hub, host: str, port: int | None) -> AsyncIterator[None]:
+    """An operator-only listener serving /metrics without a token (bind it where only operators reach)."""
+    if port is None:
+        yield
+        return
+    runner = web.AppRunner(metrics_app(hub), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        click.echo(f"  metrics: http://{host}:{port}/metrics (operator listener)", err=True)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def _serve(
+    hub: Hub, host: str, port: int, workers: bool, demo_user: str | None = None, metrics: tuple[str, int | None] = ("127.0.0.1", None)
+) -> None:
     async with hub.running():
         _freeze_startup_objects()
         app = create_app(hub, run_workers=workers, manage_hub=False)
@@ -66,9 +87,14 @@ async def _serve(hub: Hub, host: str, port: int, workers: bool, demo_user: str |
                 click.echo(f"  console: http://{host}:{port}/   {await _demo_sign_in(hub, demo_user)}", err=True)
             else:
                 click.echo(f"  console: http://{host}:{port}/", err=True)
-            await _until_signalled()
+            async with _metrics_listener(hub, *metrics):
+                await _until_signalled()
         finally:
             await runner.cleanup()
+
+
+METRICS_HOST = click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the operator-only metrics listener.")
+METRICS_PORT = click.option("--metrics-port", type=int, help="Serve /metrics without a token on this port (operator-only listener).")
 
 
 @click.command()
@@ -76,21 +102,26 @@ async def _serve(hub: Hub, host: str, port: int, workers: bool, demo_user: str |
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--no-workers", is_flag=True, help="Serve HTTP only; leave processing to `hub worker`.")
 @click.option("--demo-user", metavar="EMAIL", help="With no console user yet, create this one for the first tenant and print its password once.")
+@METRICS_HOST
+@METRICS_PORT
 @click.pass_obj
-def serve(state: CliState, host: str, port: int, no_workers: bool, demo_user: str | None) -> None:
+def serve(state: CliState, host: str, port: int, no_workers: bool, demo_user: str | None, metrics_host: str, metrics_port: int | None) -> None:
     """Run the HTTP app (console, webhooks, API, health) and, by default, the workers."""
-    run(_serve(state.hub(), host, port, not no_workers, demo_user))
+    run(_serve(state.hub(), host, port, not no_workers, demo_user, (metrics_host, metrics_port)))
 
 
-async def _work(hub: Hub) -> None:
+async def _work(hub: Hub, metrics: tuple[str, int | None]) -> None:
     async with hub.running(), hub.workers():
         _freeze_startup_objects()
         click.echo(f"Notification Hub worker {hub.inbox.worker_id} running{_sandbox_note(hub)}", err=True)
-        await _until_signalled()
+        async with _metrics_listener(hub, *metrics):
+            await _until_signalled()
 
 
 @click.command()
+@METRICS_HOST
+@METRICS_PORT
 @click.pass_obj
-def worker(state: CliState) -> None:
+def worker(state: CliState, metrics_host: str, metrics_port: int | None) -> None:
     """Run only the workers (inbox processor and dispatcher), for more processes on PostgreSQL."""
-    run(_work(state.hub()))
+    run(_work(state.hub(), (metrics_host, metrics_port)))
