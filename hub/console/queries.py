@@ -312,3 +312,18 @@ def sample_context(tenant: TenantInfo, now: dt.datetime) -> dict[str, Any]:
             "cancel_url": "https://example.com/cancel", "reschedule_url": "https://example.com/reschedule", "sequence": 0,
         },
     }
+
+
+async def webhook_deliveries(session: AsyncSession, tenant: TenantInfo, limit: int = 50) -> tuple[list[Any], list[Notification]]:
+    """The tenant's outbound webhook subscriptions and latest deliveries (dead letters are the failed ones)."""
+    from hub.models import WebhookSubscription
+
+    subscriptions = list(
+        await session.scalars(select(WebhookSubscription).where(WebhookSubscription.tenant_id == tenant.id).order_by(WebhookSubscription.id))
+    )
+    deliveries = list(
+        await session.scalars(
+            select(Notification).where(Notification.tenant_id == tenant.id, Notification.kind == WEBHOOK_KIND).order_by(Notification.id.desc()).limit(limit)
+        )
+    )
+    return subscriptions, deliveries

@@ -35,6 +35,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("Contacts", "contacts", _always),
     Section("Conversations", "conversations", has_handoff),
     Section("Outbox", "outbox", _always),
+    Section("Webhooks", "webhooks", _always),
     Section("Settings", "settings", _always),
 )
 

@@ -252,7 +252,8 @@ class Console:
         assert page.tenant is not None
         notification_id = _int(request.match_info["id"])
         action = request.match_info["action"]
-        back = f"/t/{page.tenant.slug}/outbox"
+        replay = (await request.post()).get("back") == "webhooks"
+        back = f"/t/{page.tenant.slug}/{'webhooks' if replay else 'outbox'}"
         try:
             if notification_id is None:
                 raise LookupError(request.match_info["id"])
@@ -265,6 +266,8 @@ class Console:
         except ActionRefused as exc:
             raise web.HTTPSeeOther(f"{back}?" + urlencode({"problem": str(exc)}))
         self.log.info("console_notification_action", action=action, notification=notification_id, user=page.user.id)
+        if replay:
+            raise web.HTTPSeeOther(f"/t/{page.tenant.slug}/webhooks?done=replayed")
         raise web.HTTPSeeOther(f"{back}?done={'retried' if action == 'retry' else 'canceled'}")
 
     async def conversations(self, request: web.Request, page: Page) -> web.StreamResponse:
@@ -296,6 +299,14 @@ class Console:
         except HubError:
             return self.not_found(page)
         raise web.HTTPSeeOther(f"/t/{page.tenant.slug}/conversations?done={'handed-off' if action == 'hand-off' else 'released'}")
+
+    async def webhooks(self, request: web.Request, page: Page) -> web.StreamResponse:
+        """GET /t/<tenant>/webhooks: subscriptions (secrets never shown) and deliveries, dead letters replayable."""
+        assert page.tenant is not None
+        async with self.hub.db.sessions() as db:
+            subscriptions, deliveries = await queries.webhook_deliveries(db, page.tenant)
+        return self.render("webhooks.html", page=page, subscriptions=subscriptions, deliveries=deliveries, zone=page.tenant.timezone,
+                           notice=request.query.get("done", ""), problem=request.query.get("problem", "")[:300])
 
     async def settings(self, request: web.Request, page: Page) -> web.StreamResponse:
         """GET /t/<tenant>/settings: plugins (configured, sandbox, health), templates previewed, profile, reminders."""
@@ -345,6 +356,7 @@ def add_console(app: web.Application, hub: Hub) -> Console:
     app.router.add_post("/t/{tenant}/outbox/{id}/{action:retry|cancel}", guarded(console.notification_action))
     app.router.add_get("/t/{tenant}/conversations", guarded(console.conversations))
     app.router.add_post("/t/{tenant}/conversations/{id}/{action:hand-off|release}", guarded(console.conversation_action))
+    app.router.add_get("/t/{tenant}/webhooks", guarded(console.webhooks))
     app.router.add_get("/t/{tenant}/settings", guarded(console.settings))
     app.router.add_static("/console-static/", Path(__file__).resolve().parent / "static", name="console-static")
     return console
