@@ -64,6 +64,11 @@ async def test_sign_in(client: Any, seeded: Seeded, email: str, password: str, s
         assert "Appointments today" in await today.text()
 
 
+async def test_the_sign_in_page_shows_the_sandbox_banner(client: Any) -> None:
+    page = await (await client.get("/signin")).text()
+    assert 'id="sandbox-banner"' in page and "recorder" in page
+
+
 async def test_sign_in_without_the_forms_token_is_refused(client: Any, seeded: Seeded) -> None:
     await client.get("/signin")
     response = await client.post("/signin", data={"email": CLINIC_USER, "password": PASSWORD, "csrf": "forged"}, allow_redirects=False)
@@ -177,3 +182,49 @@ async def test_sign_in_redirects_only_to_this_site(client: Any, seeded: Seeded) 
     token = csrf_of(await form.text())
     response = await client.post("/signin", data={"email": CLINIC_USER, "password": PASSWORD, "csrf": token, "next": "//evil.example/x"}, allow_redirects=False)
     assert response.headers["Location"] == "/t/clinic/"
+
+
+async def test_conversations_appear_only_with_the_responders_hand_off(client: Any, hub: Hub, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    today = await (await client.get("/t/clinic/")).text()
+    assert "/t/clinic/conversations" not in today
+    assert (await client.get("/t/clinic/conversations")).status == 404
+
+
+class HandOffStandIn:
+    """The responders' hand-off port methods as the console calls them (hand_off, release, conversation_handler)."""
+
+    def __init__(self) -> None:
+        self.human: set[int] = set()
+        self.calls: list[tuple[str, str, int, str]] = []
+
+    async def hand_off(self, tenant: str, conversation_id: int, *, reason: str, summary: str) -> None:
+        self.calls.append(("hand_off", tenant, conversation_id, reason))
+        self.human.add(conversation_id)
+
+    async def release(self, tenant: str, conversation_id: int, *, reason: str) -> None:
+        self.calls.append(("release", tenant, conversation_id, reason))
+        self.human.discard(conversation_id)
+
+    async def conversation_handler(self, tenant: str, conversation_id: int) -> str:
+        return "human" if conversation_id in self.human else "bot"
+
+
+async def test_conversations_page_hands_off_and_releases_through_the_port(client: Any, hub: Hub, seeded: Seeded) -> None:
+    from hub.events import InboundMessage
+
+    stand_in = HandOffStandIn()
+    for name in ("hand_off", "release", "conversation_handler"):
+        setattr(hub, name, getattr(stand_in, name))
+    await hub.accept(InboundMessage(tenant="clinic", medium="sms", channel="recorder-sms", sender="+34600123456", sender_kind="phone",
+                                    body="hola", provider_id="in-1"), source="test", dedupe_key="in-1")
+    await hub.inbox.process_pending()
+    await sign_in(client, CLINIC_USER)
+    page = await (await client.get("/t/clinic/conversations")).text()
+    assert "Ana García" in page and "Take over" in page
+    conversation = int(page.split("/conversations/")[1].split("/")[0])
+    after = await (await client.post(f"/t/clinic/conversations/{conversation}/hand-off", data={"csrf": csrf_of(page)})).text()
+    assert "Handed to a person" in after and "Give back to the bot" in after
+    await client.post(f"/t/clinic/conversations/{conversation}/release", data={"csrf": csrf_of(after)})
+    assert [c[0] for c in stand_in.calls] == ["hand_off", "release"]
+    assert all(c[1] == "clinic" and c[2] == conversation for c in stand_in.calls)

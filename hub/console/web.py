@@ -92,6 +92,7 @@ class Console:
     def render(self, name: str, status: int = 200, page: Page | None = None, **context: Any) -> web.Response:
         """A rendered template as an HTML response."""
         context.setdefault("active", None)
+        context.setdefault("sandbox", [])
         html = self.env.get_template(name).render(page=page, notices=NOTICES, **context)
         return web.Response(text=html, status=status, content_type="text/html", headers={
             "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
@@ -153,7 +154,10 @@ class Console:
             session = self.codec.read(request) or SessionData(new_csrf())
         except HubError as exc:
             return self.render("problem.html", 503, None, problem=str(exc))
-        response = self.render("signin.html", status, None, csrf=session.csrf, problem=problem, next=_safe_next(request.query.get("next", "")))
+        response = self.render(
+            "signin.html", status, None, csrf=session.csrf, problem=problem, next=_safe_next(request.query.get("next", "")),
+            sandbox=await self._sandboxed(None),
+        )
         self.codec.write(response, SessionData(session.csrf))
         return response
 
