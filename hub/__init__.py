@@ -28,7 +28,7 @@ from hub.events import (
     ReceivedMessage,
 )
 from hub.notifications import NotificationRequest
-from hub.phones import InvalidAddress, normalize_address, normalize_email, normalize_phone
+from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id, normalize_address, normalize_email, normalize_phone
 from hub.plugins import hookimpl
 from hub.port import AppointmentUpdate, HubPort, TenantProfile
 from hub.responders import ContextSection, Reply, Tool
@@ -90,7 +90,9 @@ __all__ = [
     "TransientError",
     "UnknownContact",
     "UnknownTenant",
+    "WHATSAPP_ID",
     "hookimpl",
+    "is_whatsapp_id",
     "hub_from_context",
     "normalize_address",
     "normalize_email",

@@ -26,7 +26,7 @@ from hub.contacts import find_contact
 from hub.core import Hub
 from hub.models import Appointment, Contact, DeliveryAttempt, IdempotencyRecord, Identity, Message, Notification, utcnow
 from hub.notifications import NotificationRequest
-from hub.phones import InvalidAddress
+from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id
 from hub.tenants import TenantInfo, tenant_for_api_key
 
 TENANT_KEY = web.RequestKey("tenant", TenantInfo)
@@ -95,7 +95,11 @@ class AppointmentIn(Strict):
         contact = self.contact
         addresses = tuple(
             (kind, value)
-            for kind, value in (("phone", contact.phone), ("phone", contact.whatsapp), ("email", contact.email))
+            for kind, value in (
+                ("phone", contact.phone),
+                (WHATSAPP_ID if contact.whatsapp and is_whatsapp_id(contact.whatsapp) else "phone", contact.whatsapp),
+                ("email", contact.email),
+            )
             if value
         )
         return AppointmentInput(

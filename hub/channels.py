@@ -62,7 +62,8 @@ class Channel(Protocol):
     medium: str
     """"whatsapp", "sms", "email" or "chatwoot"."""
     address_kind: str
-    """Identity kind this channel sends to: "phone" or "email" or a vendor id kind."""
+    """Identity kind this channel sends to: "phone" or "email" or a vendor id kind. A channel that
+    reaches one account by several kinds may also set `address_kinds` (a tuple, most preferred first)."""
     sandbox: bool
 
     async def send(self, message: OutboundMessage) -> Delivery: ...

@@ -13,7 +13,7 @@ from hub.config import is_timezone
 from hub.contacts import identity_key, link
 from hub.core import Hub
 from hub.models import Contact, Identity
-from hub.phones import InvalidAddress
+from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id
 from hub.tenants import TenantInfo
 from hub.unit_of_work import UnitOfWork
 
@@ -57,6 +57,8 @@ def _row_evidence(row: dict[str, str], line: int, region: str, report: ImportRep
         raw = cell(column)
         if not raw:
             continue
+        if column == "whatsapp" and is_whatsapp_id(raw):
+            kind = WHATSAPP_ID  # a business-scoped id, from a list exported by a WhatsApp inbox
         try:
             addresses.append(identity_key(kind, raw, row_region))
         except InvalidAddress as exc:

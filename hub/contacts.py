@@ -1,32 +1,61 @@
-"""Linking one person's addresses into one contact, and merging contacts.
+"""Linking one person's addresses into one contact: the identity resolver.
 
 `link` is the one resolver every source goes through (webhooks, imports, the
 API): it normalises each address, finds the contacts that already own any of
-them, creates a contact when none does, adds the missing identities, and
-merges contacts when the new evidence shows they are one person. It flushes
-but never commits: the caller's use case owns the transaction.
+them (by match key, `hub.phones.match_key`), creates a contact when none does,
+adds the missing identities, and merges contacts when the evidence is certain.
+Evidence that is not certain (see `docs/architecture.md`, the identity rules)
+becomes a merge proposal for an operator instead (`hub.merges`). It flushes but never commits: the
+caller's use case owns the transaction.
+
+Linking is safe under concurrency: identities are inserted with
+`ON CONFLICT DO NOTHING`, and a link that lost a race to a concurrent one
+undoes the contact it had just made and resolves again against the winner's
+rows (PostgreSQL waits for the winner to commit; SQLite serialises writers).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, String, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.events import ContactRef, IdentityRef
-from hub.models import Appointment, Contact, ContactMerge, Conversation, Identity, Message, Notification, utcnow
-from hub.phones import InvalidAddress, normalize_address
+from hub.merges import (
+    CONFLICTING_IDENTITIES,
+    PERSONAL_KINDS,
+    PROFILE_FIELDS,
+    TAIL_DIGITS,
+    merge,
+    propose,
+    propose_lookalikes,
+    rejected_pair,
+)
+from hub.models import Contact, Identity, UTCDateTime, utcnow
+from hub.phones import InvalidAddress, match_key, normalize_address
 from hub.tenants import TenantInfo
 
-PROFILE_FIELDS = ("name", "locale", "timezone", "external_id")
+# A link that loses a race re-reads and tries again; more rounds than racers is never needed.
+LINK_ATTEMPTS = 5
+
+# The width of `identities.value`: a longer address cannot be stored (PostgreSQL refuses it).
+MAX_ADDRESS_LENGTH = 320
+
+_INSERT_ORDER = {kind: rank for rank, kind in enumerate(PERSONAL_KINDS)}
+
+# `last_seen_at` is rewritten at most this often: a burst of messages from one person is one write.
+SEEN_RESOLUTION = dt.timedelta(minutes=1)
 
 
 @dataclass
 class LinkOutcome:
-    """What `link` did: the contact, the identities it added and the contacts it absorbed."""
+    """What `link` did: the contact, the identities it added, the contacts it absorbed, the merges it proposed."""
 
     contact: ContactRef
     identities: list[IdentityRef]
@@ -34,20 +63,32 @@ class LinkOutcome:
     added: list[IdentityRef] = field(default_factory=list)
     merged: list[int] = field(default_factory=list)
     created: bool = False
+    proposed: list[int] = field(default_factory=list)
+    """Ids of merge proposals this link recorded."""
 
 
-# The width of `identities.value`: a longer address cannot be stored (PostgreSQL refuses it).
-MAX_ADDRESS_LENGTH = 320
+@dataclass(frozen=True)
+class Key:
+    """One address as stored: its kind, stored value and match key."""
+
+    kind: str
+    value: str
+    match: str
 
 
 def identity_key(kind: str, raw: str, region: str | None) -> tuple[str, str]:
     """(kind, stored value) for an address: the one place that decides how identities are stored."""
+    key = _key(kind, raw, region)
+    return key.kind, key.value
+
+
+def _key(kind: str, raw: str, region: str | None) -> Key:
     # The kind is folded like normalize_address folds it, so "Phone" and "phone" are one key.
     folded = kind.strip().lower()
     value = normalize_address(folded, raw, region)
     if len(value) > MAX_ADDRESS_LENGTH:
         raise InvalidAddress("too long", raw)
-    return folded, value
+    return Key(folded, value, match_key(folded, value))
 
 
 def _storable(name: str, value: Any) -> bool:
@@ -61,13 +102,18 @@ def _ref(contact: Contact, tenant: TenantInfo) -> ContactRef:
     return ContactRef(contact.id, tenant.slug, contact.name, contact.locale, contact.timezone)
 
 
+def _more_specific(kind: str, stored: str, new: str) -> bool:
+    """Whether `new` (same match key) says more than `stored`: an Argentine number now known to be a mobile."""
+    return kind == "phone" and new.startswith("+549") and not stored.startswith("+549")
+
+
 async def find_contact(session: AsyncSession, tenant: TenantInfo, kind: str, raw: str) -> Contact | None:
     """The contact owning this address, or None (raises InvalidAddress for a malformed one)."""
-    kind, value = identity_key(kind, raw, tenant.default_region)
+    key = _key(kind, raw, tenant.default_region)
     return await session.scalar(
         select(Contact)
         .join(Identity, Identity.contact_id == Contact.id)
-        .where(Identity.tenant_id == tenant.id, Identity.kind == kind, Identity.value == value)
+        .where(Identity.tenant_id == tenant.id, Identity.kind == key.kind, Identity.match_key == key.match)
     )
 
 
@@ -78,124 +124,291 @@ async def link(
     *,
     profile: dict[str, Any] | None = None,
     reason: str = "shared identity",
+    certain: bool = False,
 ) -> LinkOutcome:
-    """Resolve (kind, raw address) pairs of one person to one contact, merging where needed."""
+    """Resolve (kind, raw address) pairs of one person to one contact, merging where the evidence is certain.
+
+    `certain` says the source itself vouches that the addresses are one
+    person's (WhatsApp sending a business-scoped id with its phone number):
+    contacts they join are merged even when each holds an address of its own.
+    """
     if not addresses:
         raise ValueError("link needs at least one address")
     unknown = [name for name in (profile or {}) if name not in PROFILE_FIELDS]
     if unknown:
         # Checked before anything is written, like the addresses below.
         raise ValueError(f"unknown profile field {unknown[0]!r}")
-    keys: list[tuple[str, str]] = []
+    keys: dict[tuple[str, str], Key] = {}
     for kind, raw in addresses:
-        key = identity_key(kind, raw, tenant.default_region)
-        if key not in keys:
-            keys.append(key)
-    existing = {
-        (row.kind, row.value): row
-        for row in (
-            await session.scalars(
-                select(Identity).where(
-                    Identity.tenant_id == tenant.id,
-                    Identity.kind.in_({k for k, _ in keys}),
-                    Identity.value.in_({v for _, v in keys}),
-                )
-            )
-        ).all()
-        if (row.kind, row.value) in keys
-    }
-    owner_ids = sorted({row.contact_id for row in existing.values()})
-    outcome_created = False
+        key = _key(kind, raw, tenant.default_region)
+        known = keys.get((key.kind, key.match))
+        if known is None or _more_specific(key.kind, known.value, key.value):
+            keys[(key.kind, key.match)] = key
+    if len(keys) == 1:
+        key = next(iter(keys.values()))
+        found, fast = await _known(session, tenant, key, profile or {})
+        if not found:
+            fast = await _create(session, tenant, key, profile or {})
+        if fast is not None:
+            return fast
+    for _ in range(LINK_ATTEMPTS):
+        outcome = await _link_once(session, tenant, list(keys.values()), profile or {}, reason, certain)
+        if outcome is not None:
+            return outcome
+    raise RuntimeError("contact linking kept losing races; giving up")  # needs LINK_ATTEMPTS concurrent winners in a row
+
+
+@dataclass(frozen=True)
+class _FastPath:
+    """The fast path's statements, built once: constructing a statement costs more CPU than running it.
+
+    On PostgreSQL each case is one round trip (data-modifying CTEs); SQLite runs the plain pairs.
+    """
+
+    find: Any
+    mark_seen: Any
+    find_and_mark_seen: Any
+    create: Any
+
+
+def _fast_path() -> _FastPath:
+    identity, contact = Identity.__table__, Contact.__table__
+    find = (
+        select(identity.c.id, identity.c.value, identity.c.last_seen_at, contact.c.id.label("contact_id"),
+               *(contact.c[name] for name in PROFILE_FIELDS))
+        .join(contact, contact.c.id == identity.c.contact_id)
+        .where(identity.c.tenant_id == bindparam("p_tenant_id"), identity.c.kind == bindparam("p_kind"),
+               identity.c.match_key == bindparam("p_match_key"))
+    )
+    mark_seen = update(identity).where(identity.c.id == bindparam("p_identity_id")).values(last_seen_at=bindparam("p_now"))
+    found = find.cte("found")
+    marked = (
+        update(identity)
+        .where(identity.c.id.in_(select(found.c.id)), identity.c.last_seen_at < bindparam("p_cutoff", type_=UTCDateTime()))
+        .values(last_seen_at=bindparam("p_now", type_=UTCDateTime()))
+        .returning(identity.c.id)
+        .cte("marked")
+    )
+    now = bindparam("p_now", type_=UTCDateTime())
+    new_contact = (
+        insert(contact)
+        .values(tenant_id=bindparam("p_tenant_id", type_=BigInteger()), attributes={}, created_at=now, updated_at=now,
+                **{name: bindparam(f"p_{name}", type_=contact.c[name].type) for name in PROFILE_FIELDS})
+        .returning(contact.c.id)
+        .cte("new_contact")
+    )
+    columns = ("tenant_id", "contact_id", "kind", "value", "match_key", "phone_tail", "opted_out", "first_seen_at", "last_seen_at")
+    new_identity = (
+        pg_insert(identity)
+        .from_select(columns, select(
+            bindparam("p_tenant_id", type_=BigInteger()), new_contact.c.id, bindparam("p_kind", type_=String()),
+            bindparam("p_value", type_=String()), bindparam("p_match_key", type_=String()),
+            bindparam("p_phone_tail", type_=String()), bindparam("p_opted_out", type_=identity.c.opted_out.type), now, now,
+        ))
+        .on_conflict_do_nothing(index_elements=["tenant_id", "kind", "match_key"])
+        .returning(identity.c.id)
+        .cte("new_identity")
+    )
+    create = select(new_contact.c.id.label("contact_id"), select(new_identity.c.id).scalar_subquery().label("identity_id"))
+    return _FastPath(find, mark_seen, select(found).add_cte(marked), create)
+
+
+_FAST = _fast_path()
+
+
+async def _known(
+    session: AsyncSession, tenant: TenantInfo, key: Key, profile: dict[str, Any]
+) -> tuple[bool, LinkOutcome | None]:
+    """The usual case (every further message from a known person) on Core rows: (whether a contact
+    owns the address, the outcome when nothing is left to do, else None for the full path)."""
+    connection = await session.connection()
+    now = utcnow()
+    params = {"p_tenant_id": tenant.id, "p_kind": key.kind, "p_match_key": key.match}
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        params |= {"p_now": now, "p_cutoff": now - SEEN_RESOLUTION}
+    row = (await connection.execute(_FAST.find_and_mark_seen if postgresql else _FAST.find, params)).first()
+    if row is None:
+        return False, None
+    if _more_specific(key.kind, row.value, key.value) or any(
+        value and not getattr(row, name) and _storable(name, value) for name, value in profile.items()
+    ):
+        return True, None
+    if not postgresql and row.last_seen_at < now - SEEN_RESOLUTION:
+        await connection.execute(_FAST.mark_seen, {"p_identity_id": row.id, "p_now": now})
+    ref = IdentityRef(row.id, key.kind, row.value)
+    return True, LinkOutcome(ContactRef(row.contact_id, tenant.slug, row.name, row.locale, row.timezone), [ref])
+
+
+async def _create(session: AsyncSession, tenant: TenantInfo, key: Key, profile: dict[str, Any]) -> LinkOutcome | None:
+    """A first address of a new person: contact and identity; None when a concurrent link took the
+    address first (then nothing is left behind and the full path resolves against the winner's rows)."""
+    connection = await session.connection()
+    now = utcnow()
+    values = {name: value for name, value in profile.items() if value and _storable(name, value)}
+    if connection.dialect.name == "postgresql":
+        row = (await connection.execute(_FAST.create, {
+            "p_tenant_id": tenant.id, "p_now": now, **{f"p_{name}": values.get(name) for name in PROFILE_FIELDS},
+            "p_kind": key.kind, "p_value": key.value, "p_match_key": key.match, "p_phone_tail": _tail(key), "p_opted_out": {},
+        })).one()
+        contact_id, identity_id = int(row.contact_id), row.identity_id
+    else:
+        contact_id = int(await connection.scalar(
+            insert(Contact.__table__).values(tenant_id=tenant.id, attributes={}, created_at=now, updated_at=now, **values)
+            .returning(Contact.__table__.c.id)
+        ))
+        identity_id = (await _insert_identities(session, tenant, contact_id, [key], now)).get((key.kind, key.match))
+    if identity_id is None:
+        await connection.execute(delete(Contact.__table__).where(Contact.__table__.c.id == contact_id))
+        return None
+    ref = IdentityRef(int(identity_id), key.kind, key.value)
+    contact = ContactRef(contact_id, tenant.slug, values.get("name"), values.get("locale"), values.get("timezone"))
+    proposed = await propose_lookalikes(session, tenant, contact.id, contact.name, key.value) if key.kind == "phone" else []
+    return LinkOutcome(contact, [ref], [ref], [], True, proposed)
+
+
+async def _link_once(
+    session: AsyncSession, tenant: TenantInfo, keys: list[Key], profile: dict[str, Any], reason: str, certain: bool
+) -> LinkOutcome | None:
+    """One resolution round; None when a concurrent link took one of the addresses first (then nothing is left behind)."""
+    existing, owners = await _existing(session, tenant, keys)
+    owner_ids = sorted(owners)
+    created = False
     if owner_ids:
-        contact = await session.get_one(Contact, owner_ids[0])
+        contact = owners[owner_ids[0]]
     else:
         contact = Contact(tenant_id=tenant.id, attributes={})
         session.add(contact)
         await session.flush()
-        outcome_created = True
+        created = True
+    evidence = [f"{k.kind}:{k.value}" for k in keys]
     merged: list[int] = []
+    proposed: list[int] = []
     for other_id in owner_ids[1:]:
-        await merge(session, tenant, keep=contact.id, other=other_id, reason=reason, evidence=[f"{k}:{v}" for k, v in keys])
-        merged.append(other_id)
+        if await rejected_pair(session, tenant, contact.id, other_id):
+            continue
+        if certain or not await _conflicting(session, contact.id, other_id):
+            await merge(session, tenant, keep=contact.id, other=other_id, reason=reason, evidence=evidence)
+            merged.append(other_id)
+        else:
+            proposal = await propose(session, tenant, contact.id, other_id, CONFLICTING_IDENTITIES, {"identities": evidence})
+            if proposal is not None:
+                proposed.append(proposal)
+    absorbed = set(merged) | {contact.id}
     now = utcnow()
+    missing = [k for k in keys if (k.kind, k.match) not in existing]
+    inserted = await _insert_identities(session, tenant, contact.id, missing, now)
+    if len(inserted) < len(missing):
+        # A concurrent link owns one of these addresses now: resolve again against its rows.
+        if created:
+            await session.execute(delete(Identity).where(Identity.contact_id == contact.id))
+            await session.delete(contact)
+            await session.flush()
+        return None
     added: list[IdentityRef] = []
     refs: list[IdentityRef] = []
-    for kind, value in keys:
-        row = existing.get((kind, value))
+    seen: list[int] = []
+    for key in keys:
+        row = existing.get((key.kind, key.match))
         if row is None:
-            row = Identity(tenant_id=tenant.id, contact_id=contact.id, kind=kind, value=value, opted_out={})
-            session.add(row)
-            await session.flush()
-            added.append(IdentityRef(row.id, kind, value))
+            ref = IdentityRef(inserted[(key.kind, key.match)], key.kind, key.value)
+            added.append(ref)
         else:
-            row.contact_id = contact.id
-            row.last_seen_at = now
-        refs.append(IdentityRef(row.id, kind, value))
-    for name, value in (profile or {}).items():
+            if row.contact_id in absorbed and row.contact_id != contact.id:
+                row.contact_id = contact.id
+            if row.last_seen_at < now - SEEN_RESOLUTION:
+                seen.append(row.id)
+            if _more_specific(key.kind, row.value, key.value):
+                row.value = key.value
+            ref = IdentityRef(row.id, key.kind, row.value)
+        refs.append(ref)
+    if seen:
+        # A plain UPDATE, not the unit of work: this runs for nearly every inbound message.
+        await session.execute(
+            update(Identity).where(Identity.id.in_(seen)).values(last_seen_at=now).execution_options(synchronize_session=False)
+        )
+    for name, value in profile.items():
         # Evidence fills gaps; it never overwrites what an operator or earlier source set.
         if value and not getattr(contact, name) and _storable(name, value):
             setattr(contact, name, value)
     await session.flush()
-    return LinkOutcome(_ref(contact, tenant), refs, added, merged, outcome_created)
+    for ref in added:
+        if ref.kind == "phone":
+            proposed += await propose_lookalikes(session, tenant, contact.id, contact.name, ref.value)
+    return LinkOutcome(_ref(contact, tenant), refs, added, merged, created, proposed)
 
 
-async def merge(
-    session: AsyncSession, tenant: TenantInfo, *, keep: int, other: int, reason: str, evidence: list[str]
-) -> None:
-    """Move everything of contact `other` onto `keep`, mark `other` merged, and record why."""
-    kept = await session.get_one(Contact, keep)
-    absorbed = await session.get_one(Contact, other)
-    await session.execute(update(Identity).where(Identity.contact_id == other).values(contact_id=keep))
-    await session.execute(update(Appointment).where(Appointment.contact_id == other).values(contact_id=keep))
-    await session.execute(update(Notification).where(Notification.contact_id == other).values(contact_id=keep))
-    kept_mediums = set(
-        (await session.scalars(select(Conversation.medium).where(Conversation.contact_id == keep))).all()
-    )
-    for conversation in (await session.scalars(select(Conversation).where(Conversation.contact_id == other))).all():
-        if conversation.medium in kept_mediums:
-            # Keep one thread per medium: move the messages, drop the empty conversation.
-            target = await session.scalar(
-                select(Conversation).where(Conversation.contact_id == keep, Conversation.medium == conversation.medium)
-            )
-            assert target is not None
-            await session.execute(
-                update(Message).where(Message.conversation_id == conversation.id).values(conversation_id=target.id)
-            )
-            # The merged thread is as recent as the more recent of the two, in both directions.
-            for column in ("last_inbound_at", "last_outbound_at"):
-                theirs = getattr(conversation, column)
-                ours = getattr(target, column)
-                if theirs and (ours is None or theirs > ours):
-                    setattr(target, column, theirs)
-            await session.delete(conversation)
-        else:
-            conversation.contact_id = keep
-    for name in PROFILE_FIELDS:
-        if not getattr(kept, name) and getattr(absorbed, name):
-            setattr(kept, name, getattr(absorbed, name))
-    kept.attributes = {**(absorbed.attributes or {}), **(kept.attributes or {})}
-    absorbed.merged_into_id = keep
-    session.add(
-        ContactMerge(
-            tenant_id=tenant.id, kept_contact_id=keep, merged_contact_id=other, reason=reason, evidence={"identities": evidence}
+async def _existing(
+    session: AsyncSession, tenant: TenantInfo, keys: list[Key]
+) -> tuple[dict[tuple[str, str], Identity], dict[int, Contact]]:
+    """The identities these keys name, and their contacts (fetched in the same round trip)."""
+    rows = await session.execute(
+        select(Identity, Contact)
+        .join(Contact, Contact.id == Identity.contact_id)
+        .where(
+            Identity.tenant_id == tenant.id,
+            or_(*(and_(Identity.kind == k.kind, Identity.match_key == k.match) for k in keys)),
         )
     )
-    await session.flush()
+    found = rows.all()
+    return {(row.kind, row.match_key): row for row, _ in found}, {owner.id: owner for _, owner in found}
+
+
+async def _insert_identities(
+    session: AsyncSession, tenant: TenantInfo, contact_id: int, keys: list[Key], now: dt.datetime
+) -> dict[tuple[str, str], int]:
+    """Insert what no one owns yet; (kind, match key) -> id of each row this call inserted."""
+    if not keys:
+        return {}
+    # One order for every racer, so two links inserting the same pair never wait on each other in a
+    # cycle; personal kinds first, in the order people and forms list them (ids follow it).
+    ordered = sorted(keys, key=lambda k: (_INSERT_ORDER.get(k.kind, len(_INSERT_ORDER)), k.kind, k.match))
+    values: list[dict[str, Any]] = [
+        {
+            "tenant_id": tenant.id, "contact_id": contact_id, "kind": k.kind, "value": k.value, "match_key": k.match,
+            "phone_tail": _tail(k), "opted_out": {}, "first_seen_at": now, "last_seen_at": now,
+        }
+        for k in ordered
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(Identity)
+    statement = (
+        insert.values(values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "kind", "match_key"])
+        .returning(Identity.id, Identity.kind, Identity.match_key)
+    )
+    rows = (await session.execute(statement)).all()
+    return {(kind, key): int(identity_id) for identity_id, kind, key in rows}
+
+
+def _tail(key: Key) -> str | None:
+    return key.value[-TAIL_DIGITS:] if key.kind == "phone" else None
+
+
+async def _kinds_of(session: AsyncSession, contact_id: int) -> set[str]:
+    return set((await session.scalars(select(Identity.kind).where(Identity.contact_id == contact_id))).all())
+
+
+async def _conflicting(session: AsyncSession, keep: int, other: int) -> bool:
+    """Whether two contacts each hold an address of a kind people have one of (two emails, two phones)."""
+    return bool((await _kinds_of(session, keep)) & (await _kinds_of(session, other)) & set(PERSONAL_KINDS))
 
 
 async def set_opt_out(session: AsyncSession, tenant: TenantInfo, kind: str, raw: str, medium: str, opted_out: bool) -> bool:
     """Opt an address out of (or back into) one medium; True when that changed anything."""
-    kind, value = identity_key(kind, raw, tenant.default_region)
-    identity = await session.scalar(
-        select(Identity).where(Identity.tenant_id == tenant.id, Identity.kind == kind, Identity.value == value)
-    )
+    key = _key(kind, raw, tenant.default_region)
+
+    async def find() -> Identity | None:
+        return await session.scalar(
+            select(Identity).where(Identity.tenant_id == tenant.id, Identity.kind == key.kind, Identity.match_key == key.match)
+        )
+
+    identity = await find()
     if identity is None:
         if not opted_out:
             return False
-        await link(session, tenant, [(kind, value)], reason="opt-out")
-        identity = await session.scalar(
-            select(Identity).where(Identity.tenant_id == tenant.id, Identity.kind == kind, Identity.value == value)
-        )
+        await link(session, tenant, [(key.kind, key.value)], reason="opt-out")
+        identity = await find()
         assert identity is not None
     current = dict(identity.opted_out or {})
     if opted_out == (medium in current):

@@ -118,7 +118,7 @@ class Dispatcher:
             for ident in await session.execute(
                 select(identity.c.id, identity.c.contact_id, identity.c.kind, identity.c.value, identity.c.opted_out)
                 .where(identity.c.contact_id.in_(contact_ids))
-                .order_by(identity.c.last_seen_at.desc())
+                .order_by(identity.c.last_seen_at.desc(), identity.c.id)
             ):
                 identities.setdefault(ident.contact_id, []).append(ident)
             contacts = {
@@ -214,11 +214,17 @@ class Dispatcher:
                 # Channels a tenant never set up are named only when nothing else was tried.
                 unconfigured.append(f"{channel.name}: not configured")
                 continue
-            identity = next((i for i in ctx.identities.get(row.contact_id, []) if i.kind == channel.address_kind), None)
+            # A channel may reach one account by several kinds of address (WhatsApp: a phone or a
+            # business-scoped id): the most recently seen is used (the older address on a tie, the
+            # one that has been working), and an opt-out on any of them counts.
+            kinds = getattr(channel, "address_kinds", None) or (channel.address_kind,)
+            aliases = [i for i in ctx.identities.get(row.contact_id, []) if i.kind in kinds]
+            identity = aliases[0] if aliases else None
             if identity is None:
                 skipped.append(f"{channel.name}: no {channel.address_kind} for this contact")
                 continue
-            if channel.medium in (identity.opted_out or {}):
+            checked = aliases if len(kinds) > 1 else [identity]
+            if any(channel.medium in (i.opted_out or {}) for i in checked):
                 skipped.append(f"{channel.name}: opted out of {channel.medium}")
                 continue
             try:

@@ -53,7 +53,10 @@ class InboundMessage(InboxEvent):
     sender: str
     """The sender's address as the vendor sent it (`whatsapp:+52155...`); the core normalises it."""
     sender_kind: str = "phone"
-    """Identity kind of `sender`: "phone", "email", or a vendor id kind such as "chatwoot"."""
+    """Identity kind of `sender`: "phone", "email", "whatsapp_id", or a vendor id kind such as "chatwoot"."""
+    linked_addresses: list[list[str]] = field(default_factory=list)
+    """[kind, raw address] pairs the vendor itself says are the sender's too (WhatsApp's `WaId`
+    phone beside a business-scoped id): linked to the same contact as certain evidence."""
     body: str = ""
     provider_id: str | None = None
     profile_name: str | None = None
@@ -122,6 +125,8 @@ class ReceivedMessage:
     body: str
     media: list[dict[str, str]]
     profile_name: str | None
+    address_kind: str = "phone"
+    """The identity kind of `address` ("phone", "whatsapp_id", "email"...)."""
 
 
 @dataclass(frozen=True)

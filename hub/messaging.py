@@ -68,8 +68,10 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
         assert isinstance(event, InboundMessage)
         session = uow.session
         tenant = await hub.tenants.get(event.tenant)
+        linked = [(kind, address) for kind, address in event.linked_addresses]
         outcome = await link(
-            session, tenant, [(event.sender_kind, event.sender)], profile={"name": event.profile_name}
+            session, tenant, [(event.sender_kind, event.sender), *linked], profile={"name": event.profile_name},
+            reason=f"{event.channel} says these are one account", certain=bool(linked),
         )
         conversation = await conversation_for(session, tenant.id, outcome.contact.id, event.medium, event.channel)
         received_at = event.received_at or utcnow()
@@ -100,6 +102,7 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             body=event.body,
             media=list(event.media),
             profile_name=event.profile_name,
+            address_kind=outcome.identities[0].kind,
         )
         hub.announce_link(uow, outcome)
         uow.after_commit("on_message_received", partial(hub.call, "on_message_received", hub=hub, message=view))

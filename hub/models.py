@@ -116,13 +116,21 @@ class Contact(Base):
 
 class Identity(Base):
     __tablename__ = "identities"
-    __table_args__ = (UniqueConstraint("tenant_id", "kind", "value"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "kind", "match_key"),
+        Index("ix_identities_phone_tail", "tenant_id", "phone_tail"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(String(320))
+    """The stored form: what is sent to (`+5493415550123`, `ana@example.com`, `US.1349...`)."""
+    match_key: Mapped[str] = mapped_column(String(320))
+    """What two addresses must share to be one (see `hub.phones.match_key`); unique per tenant and kind."""
+    phone_tail: Mapped[str | None] = mapped_column(String(8))
+    """A phone's last eight digits, to find the same subscriber under another country code."""
     opted_out: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Medium -> ISO time it opted out: opting out of SMS leaves WhatsApp alone."""
     first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -130,15 +138,40 @@ class Identity(Base):
 
 
 class ContactMerge(Base):
+    """The audit trail of merges: kept after an unmerge, which only sets `undone_at`."""
+
     __tablename__ = "contact_merges"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     kept_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
-    merged_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    merged_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     reason: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    moved: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What the merge moved or changed, row by row, so `unmerge` can put it back."""
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("merge_proposals.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[dt.datetime | None]
+
+
+class MergeProposal(Base):
+    """Two contacts that look like one person on uncertain evidence, waiting for an operator."""
+
+    __tablename__ = "merge_proposals"
+    __table_args__ = (UniqueConstraint("tenant_id", "contact_id", "other_contact_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    """The lower id of the pair (the one a merge keeps)."""
+    other_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(64))
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    """"open", "accepted", "rejected"; a rejected pair is never merged by evidence again."""
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None]
 
 
 class Conversation(Base):

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from hub.contacts import LinkOutcome, link
 from hub.models import DeliveryAttempt, Notification, utcnow
 from hub.notifications import NotificationRequest
+from hub.phones import WHATSAPP_ID, is_whatsapp_id
 from hub.tenants import TenantInfo
 
 WAKE_CHANNEL = "hub_outbox"
@@ -92,6 +93,8 @@ class Enqueued:
 def address_identity(address: str) -> tuple[str, str]:
     """(identity kind, raw value) for an address as callers write it."""
     raw = address.strip()
+    if is_whatsapp_id(raw):  # `whatsapp:US.1349...`: a WhatsApp user who hides their number
+        return WHATSAPP_ID, raw
     return ("email", raw) if "@" in raw else ("phone", raw)
 
 

@@ -1,9 +1,10 @@
-"""`hub contacts`: import, export and inspect contacts."""
+"""`hub contacts`: import, export and inspect contacts; review merge proposals, merge, unmerge."""
 
 from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from typing import TextIO
 
 import click
@@ -11,14 +12,18 @@ from sqlalchemy import select
 
 from hub.cli import with_open_hub
 from hub.contact_io import export_contacts, import_contacts
+from hub.contacts import link
+from hub.merges import PROPOSAL_OPEN, MergeError, accept_proposal, reject_proposal
+from hub.merges import unmerge as undo_merge
 from hub.core import Hub
-from hub.events import ContactRef
-from hub.models import Contact, Identity
+from hub.events import ContactRef, IdentityRef
+from hub.models import Contact, ContactMerge, Identity, MergeProposal
+from hub.phones import InvalidAddress
 
 
 @click.group()
 def contacts() -> None:
-    """Contacts: import a client list, export, show one."""
+    """Contacts: import a client list, export, show one, review duplicates, merge and unmerge."""
 
 
 @contacts.command(name="import")
@@ -82,3 +87,137 @@ async def show(hub: Hub, contact_id: int, tenant: str) -> None:
         click.echo(f"{section.title}:")
         for line in section.lines:
             click.echo(f"  {line}")
+
+
+@contacts.command()
+@click.option("--tenant", required=True, help="Tenant slug.")
+@click.option("--all", "show_all", is_flag=True, help="Also list accepted and rejected proposals.")
+@with_open_hub
+async def duplicates(hub: Hub, tenant: str, show_all: bool) -> None:
+    """List merge proposals: pairs of contacts that may be one person, with the evidence."""
+    info = await hub.tenants.get(tenant)
+    async with hub.db.sessions() as session:
+        query = select(MergeProposal).where(MergeProposal.tenant_id == info.id).order_by(MergeProposal.id)
+        if not show_all:
+            query = query.where(MergeProposal.status == PROPOSAL_OPEN)
+        proposals = (await session.scalars(query)).all()
+        ids = {p.contact_id for p in proposals} | {p.other_contact_id for p in proposals}
+        names = dict((await session.execute(select(Contact.id, Contact.name).where(Contact.id.in_(ids)))).tuples().all())
+    if not proposals:
+        click.echo("no merge proposals" if show_all else "no open merge proposals")
+        return
+    for proposal in proposals:
+        status = "" if proposal.status == PROPOSAL_OPEN else f" [{proposal.status}]"
+        evidence = ", ".join((proposal.evidence or {}).get("identities", []))
+        click.echo(
+            f"proposal {proposal.id}{status}: contact {proposal.contact_id} ({names.get(proposal.contact_id) or 'no name'}) "
+            f"and contact {proposal.other_contact_id} ({names.get(proposal.other_contact_id) or 'no name'}): "
+            f"{proposal.reason}{f' ({evidence})' if evidence else ''}"
+        )
+
+
+@contacts.command()
+@click.argument("proposal_id", type=int)
+@click.option("--tenant", required=True, help="Tenant slug.")
+@with_open_hub
+async def merge(hub: Hub, proposal_id: int, tenant: str) -> None:
+    """Accept a merge proposal: the newer contact is merged into the older (undo with `unmerge`)."""
+    info = await hub.tenants.get(tenant)
+    try:
+        async with hub.unit_of_work() as uow:
+            session = uow.session
+            record = await accept_proposal(session, info, proposal_id)
+            kept = await session.get_one(Contact, record.kept_contact_id)
+            identity = await session.scalar(
+                select(Identity).where(Identity.id.in_(record.moved.get("identities") or [0])).order_by(Identity.id).limit(1)
+            )
+            if identity is not None:
+                ref = ContactRef(kept.id, info.slug, kept.name, kept.locale, kept.timezone)
+                uow.after_commit("on_contact_linked", partial(
+                    hub.call, "on_contact_linked", hub=hub, contact=ref, identity=IdentityRef(identity.id, identity.kind, identity.value),
+                ))
+    except MergeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"merged contact {record.merged_contact_id} into {record.kept_contact_id} (merge {record.id})")
+
+
+@contacts.command()
+@click.argument("proposal_id", type=int)
+@click.option("--tenant", required=True, help="Tenant slug.")
+@with_open_hub
+async def reject(hub: Hub, proposal_id: int, tenant: str) -> None:
+    """Reject a merge proposal: the two contacts stay apart, and later evidence never merges them."""
+    info = await hub.tenants.get(tenant)
+    try:
+        async with hub.db.sessions.begin() as session:
+            proposal = await reject_proposal(session, info, proposal_id)
+    except MergeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"rejected proposal {proposal.id}: contacts {proposal.contact_id} and {proposal.other_contact_id} stay apart")
+
+
+@contacts.command()
+@click.argument("contact_id", type=int)
+@click.option("--tenant", required=True, help="Tenant slug.")
+@with_open_hub
+async def unmerge(hub: Hub, contact_id: int, tenant: str) -> None:
+    """Undo the merge that absorbed CONTACT_ID: its addresses, threads and appointments go back to it."""
+    info = await hub.tenants.get(tenant)
+    try:
+        async with hub.db.sessions.begin() as session:
+            record = await undo_merge(session, info, contact_id)
+    except MergeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"contact {record.merged_contact_id} is separate from {record.kept_contact_id} again (merge {record.id} undone)")
+
+
+@contacts.command()
+@click.option("--tenant", required=True, help="Tenant slug.")
+@with_open_hub
+async def merges(hub: Hub, tenant: str) -> None:
+    """The audit trail: every merge, why, on what evidence, and whether it was undone."""
+    info = await hub.tenants.get(tenant)
+    async with hub.db.sessions() as session:
+        records = (
+            await session.scalars(select(ContactMerge).where(ContactMerge.tenant_id == info.id).order_by(ContactMerge.id))
+        ).all()
+    if not records:
+        click.echo("no merges")
+    for record in records:
+        undone = f", undone {record.undone_at:%Y-%m-%d %H:%M}" if record.undone_at else ""
+        evidence = ", ".join((record.evidence or {}).get("identities", []))
+        click.echo(
+            f"merge {record.id} {record.created_at:%Y-%m-%d %H:%M}: contact {record.merged_contact_id} into "
+            f"{record.kept_contact_id}: {record.reason}{f' ({evidence})' if evidence else ''}{undone}"
+        )
+
+
+@contacts.command(name="add-address")
+@click.argument("contact_id", type=int)
+@click.option("--tenant", required=True, help="Tenant slug.")
+@click.option("--kind", default="phone", show_default=True, help="phone, email, whatsapp_id or a vendor id kind.")
+@click.argument("address")
+@with_open_hub
+async def add_address(hub: Hub, contact_id: int, tenant: str, kind: str, address: str) -> None:
+    """Add an address a person gave (their number, told in a chat) to a contact, by the usual linking rules."""
+    info = await hub.tenants.get(tenant)
+    async with hub.unit_of_work() as uow:
+        session = uow.session
+        contact = await session.scalar(select(Contact).where(Contact.id == contact_id, Contact.tenant_id == info.id))
+        if contact is None or contact.merged_into_id is not None:
+            raise click.ClickException(f"no contact {contact_id} in tenant {tenant}")
+        anchor = await session.scalar(select(Identity).where(Identity.contact_id == contact_id).order_by(Identity.id).limit(1))
+        if anchor is None:
+            raise click.ClickException(f"contact {contact_id} has no address to link to")
+        try:
+            outcome = await link(session, info, [(anchor.kind, anchor.value), (kind, address)], reason="added by an operator")
+        except InvalidAddress as exc:
+            raise click.ClickException(f"{kind}: {exc.reason}") from None
+        hub.announce_link(uow, outcome)
+    new = outcome.identities[-1]
+    if outcome.proposed:
+        click.echo(f"{new.kind} {new.value} belongs to another contact: proposed merge {', '.join(map(str, outcome.proposed))}")
+    elif outcome.merged:
+        click.echo(f"contact {', '.join(map(str, outcome.merged))} merged into {outcome.contact.id}")
+    else:
+        click.echo(f"contact {outcome.contact.id}: {new.kind} {new.value}")

@@ -26,7 +26,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from hub import Delivery, Health, HubPort, OutboundMessage, PermanentError, TemplateError, TransientError
+from hub import WHATSAPP_ID, Delivery, Health, HubPort, OutboundMessage, PermanentError, TemplateError, TransientError
 
 from .settings import ContentTemplate, Settings, locale_key
 
@@ -302,6 +302,8 @@ class TwilioChannel:
         self.sender = sender
         self.name = sender.name
         self.medium = sender.medium
+        # A WhatsApp user who hides their number is reached at their business-scoped id instead.
+        self.address_kinds: tuple[str, ...] = ("phone", WHATSAPP_ID) if sender.medium == "whatsapp" else ("phone",)
         self.clients = clients
         self.settings = settings
         """The [plugins.twilio_messaging] table; None when only tenants configure the plugin."""

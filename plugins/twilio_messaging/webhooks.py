@@ -34,7 +34,7 @@ from twilio.request_validator import (
     get_signature_algorithm,
 )
 
-from hub import DeliveryStatusEvent, HubError, HubPort, InboundMessage, InvalidAddress, normalize_phone
+from hub import WHATSAPP_ID, DeliveryStatusEvent, HubError, HubPort, InboundMessage, InvalidAddress, is_whatsapp_id, normalize_phone
 
 from .keywords import classify
 from .sending import NAME, SMS, WHATSAPP, WHATSAPP_PREFIX, public_base
@@ -205,6 +205,27 @@ def _text(form: MultiDictProxy[Any], name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def sender_identity(form: MultiDictProxy[Any], sender: str) -> tuple[str, str, list[list[str]]]:
+    """(identity kind, address, other [kind, address] pairs of the same account) for an inbound's sender.
+
+    A WhatsApp user who hides their number writes from `whatsapp:<business-scoped id>`
+    (`ExternalUserId` carries the same id); the id is never read as a number. When the payload
+    also carries the phone (`WaId`), or a phone sender also has a business-scoped id, WhatsApp
+    vouches that both are one account, so both are linked.
+    """
+    if not sender.startswith(WHATSAPP_PREFIX):
+        return "phone", sender, []
+    address = sender.removeprefix(WHATSAPP_PREFIX).strip()
+    external = _text(form, "ExternalUserId")
+    if is_whatsapp_id(address):
+        wa_id = _text(form, "WaId")
+        phone = bare_number(f"+{wa_id.strip().lstrip('+')}") if wa_id else None
+        return WHATSAPP_ID, address, [["phone", phone]] if phone else []
+    if external and is_whatsapp_id(external):
+        return "phone", sender, [[WHATSAPP_ID, external]]
+    return "phone", sender, []
+
+
 def routes(hub: HubPort) -> list[web.RouteDef]:
     """The plugin's routes; the handlers are closures over `hub` and its tenants' senders."""
     directory = SenderDirectory(hub)
@@ -218,11 +239,14 @@ def routes(hub: HubPort) -> list[web.RouteDef]:
         if sender is None or message_sid is None:
             raise web.HTTPBadRequest(text="From and MessageSid are required")
         channel = WHATSAPP if sender.startswith(WHATSAPP_PREFIX) else SMS
+        sender_kind, address, linked = sender_identity(form, sender)
         event = InboundMessage(
             tenant=match.slug,
             medium=channel.medium,
             channel=channel.name,
-            sender=sender,
+            sender=address,
+            sender_kind=sender_kind,
+            linked_addresses=linked,
             body=_text(form, "Body") or "",
             provider_id=message_sid,
             profile_name=_text(form, "ProfileName"),
@@ -234,7 +258,7 @@ def routes(hub: HubPort) -> list[web.RouteDef]:
         if action in ("stop", "start"):
             # Stored before Twilio gets its answer: a crash now means a retry, never a lost opt-out.
             await hub.request_opt_out(
-                match.slug, address_kind="phone", address=sender, medium=channel.medium, opted_out=action == "stop",
+                match.slug, address_kind=sender_kind, address=address, medium=channel.medium, opted_out=action == "stop",
                 source=NAME, dedupe_key=f"opt-out:{message_sid}",
             )
             log.info("twilio_opt_out" if action == "stop" else "twilio_opt_in", tenant=match.slug, medium=channel.medium)

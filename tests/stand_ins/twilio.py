@@ -40,6 +40,8 @@ from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 API_VERSION = "2010-04-01"
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
 _CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+# A WhatsApp user who hides their number is addressed by a business-scoped user id (US.1349...).
+_BUSINESS_SCOPED_ID = re.compile(r"[A-Z]{2}(?:\.ENT)?\.[A-Za-z0-9]{1,128}")
 WHATSAPP = "whatsapp:"
 
 # The CreateMessage form fields of the spec (twilio-oai requestBody), plus MessageIntent,
@@ -144,7 +146,8 @@ class TwilioStandIn:
             return Failure(400, 21603, "A 'From' phone number is required.")
         if not (form.get("Body") or form.get("MediaUrl") or form.get("ContentSid")):
             return Failure(400, 21602, "Message body is required.")
-        if not _E164.fullmatch(to.removeprefix(WHATSAPP)):
+        scoped = to.startswith(WHATSAPP) and _BUSINESS_SCOPED_ID.fullmatch(to.removeprefix(WHATSAPP))
+        if not scoped and not _E164.fullmatch(to.removeprefix(WHATSAPP)):
             return Failure(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if sender and sender.startswith(WHATSAPP) != to.startswith(WHATSAPP):
             return Failure(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
