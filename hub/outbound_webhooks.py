@@ -103,7 +103,7 @@ async def subscribe(session: AsyncSession, keyring: Keyring, tenant: TenantInfo,
     )
     session.add(row)
     await session.flush()
-    session.add(Identity(tenant_id=tenant.id, contact_id=contact.id, kind=KIND, value=str(row.id), opted_out={}))
+    session.add(Identity(tenant_id=tenant.id, contact_id=contact.id, kind=KIND, value=str(row.id), match_key=str(row.id), opted_out={}))
     await session.flush()
     return NewSubscription(row.id, url, patterns, secret)
 
