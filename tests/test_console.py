@@ -14,6 +14,7 @@ from hub.app import create_app
 from hub.console.users import MAX_FAILURES
 from hub.core import Hub
 from hub.models import Notification
+from hub.notifications import NotificationRequest
 from tests.conftest import make_config
 from tests.console_helpers import CLINIC_USER, OPERATOR, PASSWORD, SALON_USER, Seeded, csrf_of, seed, sign_in
 
@@ -228,3 +229,62 @@ async def test_conversations_page_hands_off_and_releases_through_the_port(client
     await client.post(f"/t/clinic/conversations/{conversation}/release", data={"csrf": csrf_of(after)})
     assert [c[0] for c in stand_in.calls] == ["hand_off", "release"]
     assert all(c[1] == "clinic" and c[2] == conversation for c in stand_in.calls)
+
+
+async def test_merge_proposals_accept_undo_and_reject(client: Any, hub: Hub, seeded: Seeded) -> None:
+    from hub.merges import propose
+    from hub.models import Contact, WebhookSubscription
+    from hub.outbound_webhooks import subscribe
+
+    clinic = await hub.tenants.get("clinic")
+    ids = []
+    for number in ("+34611111111", "+34622222222"):
+        ids.append(await hub.notify(tenant="clinic", request=NotificationRequest(kind="message", address=number, data={"text": "x"})))
+    async with hub.db.sessions.begin() as session:
+        twin, stranger = [await session.scalar(select(Notification.contact_id).where(Notification.id == i)) for i in ids]
+        assert twin and stranger
+        first = await propose(session, clinic, seeded.ana, twin, "same name", {"identities": ["+34611111111"]})
+        second = await propose(session, clinic, seeded.ana, stranger, "same name", {})
+        await subscribe(session, hub.tenant_settings.keyring, clinic, "https://crm.example/hooks", ("contact.merged",))
+    await sign_in(client, CLINIC_USER)
+    listing = await (await client.get("/t/clinic/contacts")).text()
+    assert 'id="proposals"' in listing and f"#{twin}" in listing
+    page = await (await client.get(f"/t/clinic/contacts/{seeded.ana}")).text()
+    assert f"/t/clinic/proposals/{first}/accept" in page and "+34611111111" in page
+
+    merged = await (await client.post(f"/t/clinic/proposals/{first}/accept", data={"csrf": csrf_of(page), "contact": str(seeded.ana)})).text()
+    assert "Merged:" in merged and f"/t/clinic/contacts/{twin}/unmerge" in merged
+    async with hub.db.sessions() as session:
+        assert await session.scalar(select(Contact.merged_into_id).where(Contact.id == twin)) == seeded.ana
+        webhook = await session.scalar(select(Notification).where(Notification.kind == "webhook"))
+        assert webhook is not None and webhook.data["event"] == "contact.merged"
+        assert await session.scalar(select(WebhookSubscription.id)) is not None
+
+    undone = await (await client.post(f"/t/clinic/contacts/{twin}/unmerge", data={"csrf": csrf_of(merged), "contact": str(seeded.ana)})).text()
+    assert "Merge undone" in undone
+    async with hub.db.sessions() as session:
+        assert await session.scalar(select(Contact.merged_into_id).where(Contact.id == twin)) is None
+
+    rejected = await (await client.post(f"/t/clinic/proposals/{second}/reject", data={"csrf": csrf_of(undone), "contact": str(seeded.ana)})).text()
+    assert "Kept apart" in rejected and f"/t/clinic/proposals/{second}/" not in rejected
+    again = await (await client.post(f"/t/clinic/proposals/{second}/accept", data={"csrf": csrf_of(rejected), "contact": str(seeded.ana)})).text()
+    assert "already rejected" in again
+
+
+async def test_another_tenants_proposal_cannot_be_decided(client: Any, hub: Hub, seeded: Seeded) -> None:
+    from hub.merges import propose
+
+    salon = await hub.tenants.get("salon")
+    other = await hub.notify(tenant="salon", request=NotificationRequest(kind="message", address="+5215587654321", data={"text": "x"}))
+    async with hub.db.sessions.begin() as session:
+        other_contact = await session.scalar(select(Notification.contact_id).where(Notification.id == other))
+        assert other_contact
+        proposal = await propose(session, salon, seeded.salon_contact, other_contact, "same name", {})
+    await sign_in(client, CLINIC_USER)
+    page = await (await client.get("/t/clinic/")).text()
+    answer = await (await client.post(f"/t/clinic/proposals/{proposal}/accept", data={"csrf": csrf_of(page)})).text()
+    assert "no merge proposal" in answer
+    async with hub.db.sessions() as session:
+        from hub.models import MergeProposal
+
+        assert await session.scalar(select(MergeProposal.status).where(MergeProposal.id == proposal)) == "open"

@@ -206,6 +206,7 @@ class ContactPage:
     identities: list[Identity]
     merges: list[ContactMerge]
     timeline: list[TimelineEntry] = field(default_factory=list)
+    proposals: list[tuple[Any, str | None, str | None]] = field(default_factory=list)
 
 
 async def contact_page(session: AsyncSession, tenant: TenantInfo, contact_id: int) -> ContactPage | None:
@@ -221,7 +222,7 @@ async def contact_page(session: AsyncSession, tenant: TenantInfo, contact_id: in
             .order_by(ContactMerge.created_at.desc())
         )
     )
-    page = ContactPage(contact, identities, merges)
+    page = ContactPage(contact, identities, merges, proposals=await open_proposals(session, tenant, contact.id))
     for appointment in await session.scalars(select(Appointment).where(Appointment.contact_id == contact.id)):
         page.timeline.append(TimelineEntry(
             appointment.start_at, "appointment", appointment.service or "Appointment",
@@ -327,3 +328,24 @@ async def webhook_deliveries(session: AsyncSession, tenant: TenantInfo, limit: i
         )
     )
     return subscriptions, deliveries
+
+
+async def open_proposals(session: AsyncSession, tenant: TenantInfo, contact_id: int | None = None, limit: int = 50) -> list[tuple[Any, str | None, str | None]]:
+    """Open merge proposals (all, or those naming one contact), with both contacts' names."""
+    from sqlalchemy.orm import aliased
+
+    from hub.merges import PROPOSAL_OPEN
+    from hub.models import MergeProposal
+
+    first, second = aliased(Contact), aliased(Contact)
+    query = (
+        select(MergeProposal, first.name, second.name)
+        .join(first, first.id == MergeProposal.contact_id)
+        .join(second, second.id == MergeProposal.other_contact_id)
+        .where(MergeProposal.tenant_id == tenant.id, MergeProposal.status == PROPOSAL_OPEN)
+        .order_by(MergeProposal.id)
+        .limit(limit)
+    )
+    if contact_id is not None:
+        query = query.where(or_(MergeProposal.contact_id == contact_id, MergeProposal.other_contact_id == contact_id))
+    return [(p, a, b) for p, a, b in (await session.execute(query)).all()]

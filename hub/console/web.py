@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 from argon2 import PasswordHasher
 
+from hub import merge_decisions
 from hub.console import queries
 from hub.console.actions import ActionRefused, cancel_notification, retry_notification
 from hub.console.passwords import new_hasher
@@ -28,6 +29,7 @@ from hub.console.sessions import SessionCodec, SessionData, csrf_ok, derive_sign
 from hub.console.users import SignedInUser, sign_in, user_for_session
 from hub.core import Hub
 from hub.errors import HubError, UnknownTenant
+from hub.merges import MergeError
 from hub.models import utcnow
 from hub.outbox import STATUSES
 from hub.tenants import TenantInfo
@@ -41,7 +43,9 @@ NOTICES = {
     "handed-off": "Handed to a person: the bot stays quiet in this conversation.",
     "released": "Released: the bot answers this conversation again.",
     "replayed": "Queued again for delivery.",
-    "subscribed": "Subscribed. The signing secret is shown once below.",
+    "merged": "Merged: everything of the other contact is on this one now (Undo below).",
+    "kept-apart": "Kept apart: later evidence will not merge these two.",
+    "unmerged": "Merge undone: the other contact has its addresses, threads and appointments back.",
 }
 
 
@@ -207,7 +211,9 @@ class Console:
         async with self.hub.db.sessions() as db:
             found = await queries.search_contacts(db, page.tenant, query) if query.strip() else None
             recent = [] if found else await queries.recent_contacts(db, page.tenant)
-        return self.render("contacts.html", page=page, q=query, found=found, recent=recent)
+            proposals = [] if found else await queries.open_proposals(db, page.tenant)
+        return self.render("contacts.html", page=page, q=query, found=found, recent=recent, proposals=proposals,
+                           notice=request.query.get("done", ""), problem=request.query.get("problem", "")[:300])
 
     async def contact(self, request: web.Request, page: Page) -> web.StreamResponse:
         """GET /t/<tenant>/contacts/<id>: identities, consent per channel, merges, and the timeline."""
@@ -223,7 +229,31 @@ class Console:
         for channel in self.hub.channels.values():
             if channel.medium not in mediums.setdefault(channel.address_kind, []):
                 mediums[channel.address_kind].append(channel.medium)
-        return self.render("contact.html", page=page, c=found, mediums=mediums, zone=page.tenant.timezone)
+        return self.render("contact.html", page=page, c=found, mediums=mediums, zone=page.tenant.timezone,
+                           notice=request.query.get("done", ""), problem=request.query.get("problem", "")[:300])
+
+    async def merge_action(self, request: web.Request, page: Page) -> web.StreamResponse:
+        """POST /t/<tenant>/proposals/<id>/accept|reject, /t/<tenant>/contacts/<id>/unmerge: the operator's merge decisions."""
+        assert page.tenant is not None
+        target = _int(request.match_info["id"])
+        action = request.match_info["action"]
+        back = _int(str((await request.post()).get("contact", "")))
+        if target is None:
+            return self.not_found(page)
+        try:
+            if action == "accept":
+                record = await merge_decisions.accept(self.hub, page.tenant, target)
+                back, done = record.kept_contact_id, "merged"
+            elif action == "reject":
+                await merge_decisions.reject(self.hub, page.tenant, target)
+                done = "kept-apart"
+            else:
+                await merge_decisions.undo(self.hub, page.tenant, target)
+                done = "unmerged"
+        except MergeError as exc:
+            raise web.HTTPSeeOther(f"/t/{page.tenant.slug}/contacts{f'/{back}' if back else ''}?" + urlencode({"problem": str(exc)}))
+        self.log.info("console_merge_decision", action=action, target=target, user=page.user.id)
+        raise web.HTTPSeeOther(f"/t/{page.tenant.slug}/contacts{f'/{back}' if back else ''}?done={done}")
 
     async def outbox(self, request: web.Request, page: Page) -> web.StreamResponse:
         """GET /t/<tenant>/outbox?status=&kind=&channel=: notifications, newest first, with retry and cancel."""
@@ -355,6 +385,8 @@ def add_console(app: web.Application, hub: Hub) -> Console:
     app.router.add_get("/t/{tenant}/", guarded(console.today))
     app.router.add_get("/t/{tenant}/contacts", guarded(console.contacts))
     app.router.add_get("/t/{tenant}/contacts/{id}", guarded(console.contact))
+    app.router.add_post("/t/{tenant}/proposals/{id}/{action:accept|reject}", guarded(console.merge_action))
+    app.router.add_post("/t/{tenant}/contacts/{id}/{action:unmerge}", guarded(console.merge_action))
     app.router.add_get("/t/{tenant}/outbox", guarded(console.outbox))
     app.router.add_get("/t/{tenant}/outbox/{id}", guarded(console.notification))
     app.router.add_post("/t/{tenant}/outbox/{id}/{action:retry|cancel}", guarded(console.notification_action))
