@@ -171,6 +171,14 @@ async def test_settings_show_plugins_and_previews_but_no_secret(sqlite_url: str,
     assert 'id="sandbox-banner"' in page
 
 
+async def test_today_shows_delivery_rates_per_channel(client: Any, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    page = await (await client.get("/t/clinic/")).text()
+    rates = page.split('id="rates"')[1].split("</table>")[0]
+    assert "<td>recorder-sms</td><td>1</td><td>0</td>" in rates
+    assert "<td>no channel</td><td>0</td><td>1</td>" in rates  # the opted-out one no channel could take
+
+
 async def test_sign_out_ends_the_session(client: Any, seeded: Seeded) -> None:
     await sign_in(client, CLINIC_USER)
     today = await (await client.get("/t/clinic/")).text()

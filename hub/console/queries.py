@@ -128,14 +128,15 @@ async def delivery_rates(session: AsyncSession, tenant: TenantInfo, *, since: dt
     rows = await session.execute(
         select(Notification.channel, Notification.status, func.count())
         .where(
-            Notification.tenant_id == tenant.id, Notification.created_at >= since, Notification.channel.is_not(None),
+            Notification.tenant_id == tenant.id, Notification.created_at >= since,
             Notification.status.in_([*SUCCESS, NotificationStatus.FAILED]),
         )
         .group_by(Notification.channel, Notification.status)
     )
     counts: dict[str, list[int]] = {}
     for channel, status, count in rows:
-        pair = counts.setdefault(channel or "", [0, 0])
+        # A notification no channel could take has none: it counts under "no channel".
+        pair = counts.setdefault(channel or "no channel", [0, 0])
         pair[0 if status in SUCCESS else 1] += int(count)
     return [ChannelRate(channel, ok, bad) for channel, (ok, bad) in sorted(counts.items())]
 

@@ -96,7 +96,8 @@ async def _signed_in(session: AsyncSession, user: ConsoleUser) -> SignedInUser:
 
 async def sign_in(session: AsyncSession, hasher: PasswordHasher, email: str, password: str) -> SignIn:
     """Check a password, counting failures: the `MAX_FAILURES`th locks the account for `LOCK_FOR` (caller commits)."""
-    user = await session.scalar(select(ConsoleUser).where(ConsoleUser.email == normalize_email(email)))
+    # Row-locked on PostgreSQL: concurrent wrong guesses each count.
+    user = await session.scalar(select(ConsoleUser).where(ConsoleUser.email == normalize_email(email)).with_for_update())
     if user is None:
         await verify_password(hasher, _DUMMY_HASH, password)
         return SignIn(None, "wrong email or password")
