@@ -179,6 +179,20 @@ async def test_today_shows_delivery_rates_per_channel(client: Any, seeded: Seede
     assert "<td>no channel</td><td>0</td><td>1</td>" in rates  # the opted-out one no channel could take
 
 
+async def test_settings_are_written_but_secrets_never_shown(client: Any, hub: Hub, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    page = await (await client.get("/t/clinic/settings")).text()
+    saved = await client.post("/t/clinic/settings/recorder", data={"csrf": csrf_of(page), "key": "token", "value": "typed-secret-123"})
+    shown = await saved.text()
+    assert "Saved." in shown and "typed-secret-123" not in shown and "token = <em>set</em>" in shown
+    assert hub.settings_for("recorder", "clinic").token.get_secret_value() == "typed-secret-123"
+    assert hub.settings_for("recorder", "salon").token is None
+    for key, value, problem in (("nope", "1", "unknown key"), ("healthy", "maybe", "healthy"), ("token", "@env:HOME", "HOME is not set")):
+        refused = await (await client.post("/t/clinic/settings/recorder", data={"csrf": csrf_of(page), "key": key, "value": value})).text()
+        assert problem in refused, (key, value)
+    assert (await client.post("/t/clinic/settings/nope", data={"csrf": csrf_of(page), "key": "x", "value": "1"})).status == 404
+
+
 async def test_sign_out_ends_the_session(client: Any, seeded: Seeded) -> None:
     await sign_in(client, CLINIC_USER)
     today = await (await client.get("/t/clinic/")).text()

@@ -43,6 +43,7 @@ NOTICES = {
     "handed-off": "Handed to a person: the bot stays quiet in this conversation.",
     "released": "Released: the bot answers this conversation again.",
     "replayed": "Queued again for delivery.",
+    "configured": "Saved. Running hub processes pick the change up by themselves.",
     "merged": "Merged: everything of the other contact is on this one now (Undo below).",
     "kept-apart": "Kept apart: later evidence will not merge these two.",
     "unmerged": "Merge undone: the other contact has its addresses, threads and appointments back.",
@@ -342,6 +343,28 @@ class Console:
         return self.render("webhooks.html", page=page, subscriptions=subscriptions, deliveries=deliveries, zone=page.tenant.timezone,
                            notice=request.query.get("done", ""), problem=request.query.get("problem", "")[:300])
 
+    async def configure(self, request: web.Request, page: Page) -> web.StreamResponse:
+        """POST /t/<tenant>/settings/<plugin>: set one key of the tenant's plugin settings (secrets stored encrypted, never shown)."""
+        assert page.tenant is not None
+        from hub.commands.tenants import parse_assignments
+        from hub.tenant_settings import SettingsProblem, UnknownPlugin
+
+        form = await request.post()
+        plugin, key, value = request.match_info["plugin"], str(form.get("key", "")).strip(), str(form.get("value", ""))
+        back = f"/t/{page.tenant.slug}/settings"
+        store = self.hub.tenant_settings
+        try:
+            model = store.model_for(plugin)
+            # No environment here: "@env:NAME" would read the server's variables.
+            changes = parse_assignments(model, plugin, (f"{key}={value}",), {})
+            await store.configure(page.tenant.slug, plugin, changes)
+        except UnknownPlugin:
+            return self.not_found(page)
+        except SettingsProblem as exc:
+            raise web.HTTPSeeOther(f"{back}?" + urlencode({"problem": str(exc)}))
+        self.log.info("console_settings_changed", plugin=plugin, key=key, user=page.user.id)
+        raise web.HTTPSeeOther(f"{back}?done=configured")
+
     async def settings(self, request: web.Request, page: Page) -> web.StreamResponse:
         """GET /t/<tenant>/settings: plugins (configured, sandbox, health), templates previewed, profile, reminders."""
         assert page.tenant is not None
@@ -362,7 +385,8 @@ class Console:
                         previews.append((kind, locale, medium, rendered.subject or "", rendered.text, ""))
                     except Exception as exc:  # a broken template is shown as such, not a broken page
                         previews.append((kind, locale, medium, "", "", f"{type(exc).__name__}: {exc}"))
-        return self.render("settings.html", page=page, health=health, views=views, previews=previews, tenant=tenant)
+        return self.render("settings.html", page=page, health=health, views=views, previews=previews, tenant=tenant,
+                           notice=request.query.get("done", ""), problem=request.query.get("problem", "")[:300])
 
 
 def _int(text: str) -> int | None:
@@ -394,5 +418,6 @@ def add_console(app: web.Application, hub: Hub) -> Console:
     app.router.add_post("/t/{tenant}/conversations/{id}/{action:hand-off|release}", guarded(console.conversation_action))
     app.router.add_get("/t/{tenant}/webhooks", guarded(console.webhooks))
     app.router.add_get("/t/{tenant}/settings", guarded(console.settings))
+    app.router.add_post("/t/{tenant}/settings/{plugin}", guarded(console.configure))
     app.router.add_static("/console-static/", Path(__file__).resolve().parent / "static", name="console-static")
     return console
