@@ -31,7 +31,8 @@ from hub.notifications import NotificationRequest
 from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id, normalize_address, normalize_email, normalize_phone
 from hub.plugins import hookimpl
 from hub.port import AppointmentUpdate, HubPort, TenantProfile
-from hub.responders import ContextSection, Reply, Tool
+from hub.business import BusinessProfile, Service
+from hub.responders import ContactDetails, ContextSection, ConversationMessage, Reply, Tool
 from hub.settings import PluginSettings, ProviderSettings
 
 if TYPE_CHECKING:
@@ -60,11 +61,14 @@ __all__ = [
     "AppointmentInput",
     "AppointmentRef",
     "AppointmentUpdate",
+    "BusinessProfile",
     "Channel",
     "ChannelError",
+    "ContactDetails",
     "ContactRef",
     "ContextSection",
     "Conversation",
+    "ConversationMessage",
     "Delivery",
     "DeliveryStatus",
     "DeliveryStatusEvent",
@@ -83,6 +87,7 @@ __all__ = [
     "PluginSettings",
     "ProviderSettings",
     "ReceivedMessage",
+    "Service",
     "Reply",
     "TemplateError",
     "TenantProfile",

@@ -286,6 +286,7 @@ class Api:
                 "id": appointment.id, "external_id": appointment.external_id, "status": appointment.status,
                 "change": change.change, "start": iso(appointment.start_at), "end": iso(appointment.end_at),
                 "contact_id": appointment.contact_id, "notifications": list(change.notifications),
+                "confirmed_at": iso(appointment.confirmed_at),
             },
             status=status,
         )
@@ -332,7 +333,7 @@ class Api:
             ).all()
             body["appointments"] = [
                 {"id": a.id, "source": a.source, "external_id": a.external_id, "start": iso(a.start_at), "end": iso(a.end_at),
-                 "status": a.status, "service": a.service, "location": a.location}
+                 "status": a.status, "service": a.service, "location": a.location, "confirmed_at": iso(a.confirmed_at)}
                 for a in appointments
             ]
             body["notifications"] = [notification_json(n) for n in notifications]

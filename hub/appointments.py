@@ -50,7 +50,7 @@ def appointment_ref(row: Appointment, tenant: TenantInfo) -> AppointmentRef:
     """The hook-facing view of an appointment row."""
     return AppointmentRef(
         row.id, tenant.slug, row.contact_id, row.source, row.external_id, row.start_at, row.end_at,
-        row.timezone, row.status, row.service, row.location,
+        row.timezone, row.status, row.service, row.location, row.confirmed_at,
     )
 
 
@@ -92,6 +92,7 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
             setattr(row, name, value)
     moved = not created and old_start != data.start_at
     if moved:
+        row.confirmed_at = None  # a yes to the old time is not a yes to the new one
         row.data = {**(row.data or {}), **data.data, "sequence": int((row.data or {}).get("sequence", 0)) + 1}
     elif data.data:
         row.data = {**(row.data or {}), **data.data}

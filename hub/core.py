@@ -21,6 +21,7 @@ import structlog
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from hub import conversations, handoff
 from hub.appointments import AppointmentChange, AppointmentInput, appointment_processors, upsert_appointment
 
 from hub.channels import Channel, Health
@@ -29,7 +30,7 @@ from hub.contacts import LinkOutcome, set_opt_out
 from hub.database import Database
 from hub.dispatcher import Dispatcher
 from hub.errors import ConfigError, PluginLoadError, UnknownContact
-from hub.events import ContactRef, InboxEvent, OptOutEvent
+from hub.events import AppointmentRef, ContactRef, InboxEvent, OptOutEvent
 from hub.inbox import Inbox
 from hub.messaging import message_processors
 from hub.metrics import HubMetrics
@@ -42,7 +43,8 @@ from hub.notifications import NotificationRequest
 from hub.outbox import Enqueued, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
 from hub.port import AppointmentUpdate, HubPort, TenantProfile
-from hub.responders import ContextSection, Tool
+from hub.business import BusinessProfile
+from hub.responders import ContactDetails, ContextSection, ConversationMessage, Tool
 from hub.responding import ResponderRunner
 from hub.templates import SHIPPED_TEMPLATES, Templates
 from hub.tenant_settings import TenantSettingsStore
@@ -305,10 +307,13 @@ class Hub:
             return await set_opt_out(session, info, address_kind, address, medium, opted_out)
 
     async def request_opt_out(
-        self, tenant: str, *, address_kind: str, address: str, medium: str, opted_out: bool, source: str, dedupe_key: str
+        self, tenant: str, *, address_kind: str, address: str, medium: str, opted_out: bool, source: str, dedupe_key: str,
+        confirm: bool = False,
     ) -> bool:
         """Durably queue an opt-out (or opt-in) through the inbox; see `HubPort.request_opt_out`."""
-        event = OptOutEvent(tenant=tenant, address_kind=address_kind, address=address, medium=medium, opted_out=opted_out)
+        event = OptOutEvent(
+            tenant=tenant, address_kind=address_kind, address=address, medium=medium, opted_out=opted_out, confirm=confirm,
+        )
         return await self.inbox.accept(event, source=source, dedupe_key=dedupe_key)
 
     # --- the rest of the port ------------------------------------------------
@@ -375,6 +380,72 @@ class Hub:
                 session.add(PluginData(tenant_id=info.id, plugin=plugin, key=key, value=value))
             else:
                 row.value = value
+
+    # --- responders (issue 14) ---
+
+    async def hand_off(self, tenant: str, conversation_id: int, *, reason: str, summary: str) -> None:
+        """Give a conversation to a human (the port's `hand_off`)."""
+        await handoff.hand_off(self, tenant, conversation_id, reason=reason, summary=summary)
+
+    async def release(self, tenant: str, conversation_id: int, *, reason: str) -> None:
+        """Give a conversation back to the bot (the port's `release`)."""
+        await handoff.release(self, tenant, conversation_id, reason=reason)
+
+    async def conversation_handler(self, tenant: str, conversation_id: int) -> str:
+        """"bot" or "human" (the port's `conversation_handler`)."""
+        return await handoff.conversation_handler(self, tenant, conversation_id)
+
+    async def recent_messages(self, tenant: str, conversation_id: int, limit: int = 10) -> list[ConversationMessage]:
+        """The conversation's last messages, oldest first (the port's `recent_messages`)."""
+        return await conversations.recent_messages(self, tenant, conversation_id, limit)
+
+    async def contact_details(self, tenant: str, contact_id: int) -> ContactDetails:
+        """The contact with its addresses (the port's `contact_details`)."""
+        return await conversations.contact_details(self, tenant, contact_id)
+
+    async def contact_appointments(self, tenant: str, contact_id: int, *, include_past: bool = False) -> list[AppointmentRef]:
+        """The contact's own scheduled appointments (the port's `contact_appointments`)."""
+        return await conversations.contact_appointments(self, tenant, contact_id, include_past=include_past)
+
+    async def confirm_appointment(self, tenant: str, contact_id: int, appointment_id: int) -> AppointmentRef:
+        """Mark the contact's appointment confirmed (the port's `confirm_appointment`)."""
+        return await conversations.confirm_appointment(self, tenant, contact_id, appointment_id)
+
+    async def cancel_appointment(self, tenant: str, contact_id: int, appointment_id: int, *, reason: str = "") -> AppointmentRef:
+        """Cancel the contact's appointment in the hub (the port's `cancel_appointment`)."""
+        return await conversations.cancel_appointment(self, tenant, contact_id, appointment_id, reason=reason)
+
+    async def set_contact_email(self, tenant: str, contact_id: int, email: str) -> bool:
+        """Keep an email the client gave (the port's `set_contact_email`)."""
+        return await conversations.set_contact_email(self, tenant, contact_id, email)
+
+    async def record_call(
+        self, tenant: str, conversation_id: int, *, kind: str, name: str, outcome: str, tokens: int = 0,
+        latency_ms: int = 0, detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a model or tool call on the conversation (the port's `record_call`)."""
+        if kind == "model_call":
+            self.metrics.count_tokens(name, tokens)  # issue 12: hub_responder_tokens_total
+        await conversations.record_call(self, tenant, conversation_id, kind=kind, name=name, outcome=outcome, tokens=tokens,
+                                        latency_ms=latency_ms, detail=detail)
+
+    async def tokens_used_today(self, tenant: str) -> int:
+        """The tenant's model tokens today (the port's `tokens_used_today`)."""
+        return await conversations.tokens_used_today(self, tenant)
+
+    async def conversation_state(self, plugin: str, tenant: str, conversation_id: int) -> dict[str, Any]:
+        """A plugin's dialogue state for a conversation (the port's `conversation_state`)."""
+        return await conversations.conversation_state(self, plugin, tenant, conversation_id)
+
+    async def set_conversation_state(self, plugin: str, tenant: str, conversation_id: int, value: dict[str, Any]) -> None:
+        """Replace a plugin's dialogue state for a conversation (the port's `set_conversation_state`)."""
+        await conversations.set_conversation_state(self, plugin, tenant, conversation_id, value)
+
+    async def business_profile(self, tenant: str) -> BusinessProfile:
+        """The tenant's business profile (the port's `business_profile`)."""
+        return await conversations.business_profile(self, tenant)
+
+    # --- end responders (issue 14) ---
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """(all required parts up, the JSON /health shows)."""

@@ -40,6 +40,7 @@ from hub.models import (
     utcnow,
 )
 from hub import outbox
+from hub.messaging import confirms_opt_out
 from hub.outbound_webhooks import emit_outcomes
 from hub.outbox import WAKE_CHANNEL, NotificationStatus, Verdict, history_entry
 from hub.templates import TemplateError
@@ -224,7 +225,11 @@ class Dispatcher:
                 skipped.append(f"{channel.name}: no {channel.address_kind} for this contact")
                 continue
             checked = aliases if len(kinds) > 1 else [identity]
-            if any(channel.medium in (i.opted_out or {}) for i in checked):
+            if any(
+                channel.medium in (i.opted_out or {})
+                and not confirms_opt_out(row.kind, (i.opted_out or {})[channel.medium], now)
+                for i in checked
+            ):
                 skipped.append(f"{channel.name}: opted out of {channel.medium}")
                 continue
             try:

@@ -106,6 +106,8 @@ class OptOutEvent(InboxEvent):
     address: str
     medium: str
     opted_out: bool = True
+    confirm: bool = False
+    """Send the one opt-out confirmation once applied (providers such as Twilio SMS confirm by themselves)."""
 
 
 INBOX_EVENT_TYPES: tuple[type[InboxEvent], ...] = (InboundMessage, DeliveryStatusEvent, AppointmentEvent, OptOutEvent)
@@ -139,6 +141,8 @@ class Conversation:
     medium: str
     channel: str
     last_inbound_at: dt.datetime | None
+    handler: str = "bot"
+    """"bot" while the responders answer it, "human" once it was handed off (see `HubPort.hand_off`)."""
 
 
 @dataclass(frozen=True)
@@ -190,3 +194,5 @@ class AppointmentRef:
     status: str
     service: str | None = None
     location: str | None = None
+    confirmed_at: dt.datetime | None = None
+    """When the client confirmed it (answering a reminder); None until then, and again after a move."""

@@ -163,7 +163,9 @@ def on_appointment_changed(hub: HubPort, appointment: AppointmentRef, change: st
 
     `change` is one of "created", "updated", "rescheduled", "reinstated" (scheduled
     again at the same time after a cancellation or no-show), "canceled", "no_show";
-    fired by `hub.upsert_appointment` (API, booking sources) after commit.
+    fired by `hub.upsert_appointment` (API, booking sources) after commit; or
+    "confirmed" (the client said yes, `appointment.confirmed_at` is set), fired by
+    `hub.confirm_appointment` after commit.
 
     Called after the change and its reminders were stored.
     """
@@ -175,6 +177,20 @@ def on_contact_linked(hub: HubPort, contact: ContactRef, identity: IdentityRef) 
 
     Called after the link is committed; `identity` is the address that
     was added (for a merge, the one that proved the two were one person).
+    """
+
+
+@hookspec
+def on_handoff(hub: HubPort, conversation: Conversation, reason: str, summary: str) -> bool | None:
+    """A conversation was handed to a human: deliver it to where the humans work.
+
+    Called after the transaction that marked the conversation human-handled
+    committed (`hub.hand_off`, or a responder's `Reply(handoff=True)`);
+    `conversation.handler` is "human". `reason` says why ("asked for a
+    person", "repeated misunderstanding", "tool failed"...), `summary` is what
+    a person needs to pick the conversation up. Return True when this plugin
+    delivered it (Chatwoot opened it to its agents) for this tenant; when no
+    implementation returns True, the core emails the tenant's `handoff_email`.
     """
 
 

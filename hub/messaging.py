@@ -8,6 +8,7 @@ Responders are not called here: a committed inbound message is handed to the
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from hub.events import DeliveryStatus, DeliveryStatusEvent, InboundMessage, Inbo
 from hub import outbox
 from hub.inbox import Processor
 from hub.models import Conversation, Message, Notification, utcnow
+from hub.notifications import NotificationRequest
 from hub.outbound_webhooks import emit_report
 from hub.unit_of_work import UnitOfWork
 
@@ -59,6 +61,31 @@ async def conversation_for(session: AsyncSession, tenant_id: int, contact_id: in
         session.add(row)
         await session.flush()
     return row
+
+
+OPT_OUT_CONFIRMATION = "opt_out_confirmation"
+"""The one message an address gets after opting out of a medium (the dispatcher lets it through, briefly)."""
+OPT_OUT_CONFIRMATION_WINDOW = dt.timedelta(hours=1)
+
+
+def confirms_opt_out(kind: str, opted_out_at: str, now: dt.datetime) -> bool:
+    """Whether a notification may still reach an address that opted out: only its confirmation, within the hour."""
+    if kind != OPT_OUT_CONFIRMATION:
+        return False
+    try:
+        since = dt.datetime.fromisoformat(opted_out_at)
+    except (TypeError, ValueError):
+        return False
+    return now - since <= OPT_OUT_CONFIRMATION_WINDOW
+
+
+async def queue_opt_out_confirmation(hub: Hub, uow: UnitOfWork, tenant: str, event: OptOutEvent) -> None:
+    """Queue the confirmation of an opt-out just applied, on that medium only, in the same transaction."""
+    await hub.queue_notification(uow, tenant=tenant, request=NotificationRequest(
+        kind=OPT_OUT_CONFIRMATION, template="opt_out", address=event.address,
+        channel_order=(event.medium,), expires_at=utcnow() + OPT_OUT_CONFIRMATION_WINDOW,
+        idempotency_key=f"opt-out:{event.address_kind}:{event.address}:{event.medium}:{utcnow().isoformat()}",
+    ))
 
 
 def message_processors(hub: Hub) -> dict[str, Processor]:
@@ -156,7 +183,9 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
     async def opt_out(uow: UnitOfWork, event: InboxEvent) -> None:
         assert isinstance(event, OptOutEvent)
         tenant = await hub.tenants.get(event.tenant)
-        await set_opt_out(uow.session, tenant, event.address_kind, event.address, event.medium, event.opted_out)
+        changed = await set_opt_out(uow.session, tenant, event.address_kind, event.address, event.medium, event.opted_out)
+        if changed and event.opted_out and event.confirm:
+            await queue_opt_out_confirmation(hub, uow, tenant.slug, event)
 
     return {InboundMessage.kind: received, DeliveryStatusEvent.kind: status, OptOutEvent.kind: opt_out}
 

@@ -188,6 +188,13 @@ class Conversation(Base):
     last_outbound_at: Mapped[dt.datetime | None]
     answered_through: Mapped[int | None] = mapped_column(BigInteger)
     """The last inbound message the responders have dealt with (hub/responding.py)."""
+    handler: Mapped[str] = mapped_column(String(16), default="bot", server_default="bot")
+    """Who answers it: "bot" (the responders) or "human" (handed off; hub/handoff.py)."""
+    handler_since: Mapped[dt.datetime | None]
+    handler_reason: Mapped[str | None] = mapped_column(Text)
+    """Why it was last handed off or released ("asked for a person", "timeout", ...)."""
+    responder_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Each responder plugin's small dialogue state (slots offered, a yes awaited), keyed by plugin name."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -233,6 +240,8 @@ class Appointment(Base):
     cancel_url: Mapped[str | None] = mapped_column(Text)
     reschedule_url: Mapped[str | None] = mapped_column(Text)
     booked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[dt.datetime | None]
+    """When the client said yes to it (a reply to a reminder); cleared when it moves."""
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -340,6 +349,27 @@ class PluginData(Base):
     key: Mapped[str] = mapped_column(String(200))
     value: Mapped[dict[str, Any]]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ConversationEvent(Base):
+    """What happened in a conversation besides messages: model calls, tool calls, hand-offs, releases."""
+
+    __tablename__ = "conversation_events"
+    __table_args__ = (Index("ix_conversation_events_tenant_time", "tenant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    """"model_call", "tool_call", "handoff", "release"."""
+    name: Mapped[str] = mapped_column(String(200))
+    """The model, the tool, or who handed off / released."""
+    outcome: Mapped[str] = mapped_column(String(32))
+    """"ok", "error", "timeout", "refused"..."""
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class TenantPluginSettings(Base):

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hub.appointment_input import AppointmentInput
+    from hub.business import BusinessProfile
     from hub.events import AppointmentRef, InboxEvent
     from hub.notifications import NotificationRequest
-    from hub.responders import ContextSection, Tool
+    from hub.responders import ContactDetails, ContextSection, ConversationMessage, Tool
 
 T = TypeVar("T")
 
@@ -90,13 +91,17 @@ class HubPort(Protocol):
         ...
 
     async def request_opt_out(
-        self, tenant: str, *, address_kind: str, address: str, medium: str, opted_out: bool, source: str, dedupe_key: str
+        self, tenant: str, *, address_kind: str, address: str, medium: str, opted_out: bool, source: str, dedupe_key: str,
+        confirm: bool = False,
     ) -> bool:
         """Durably ask for an address to be opted out of (or back into) a medium.
 
         The request travels the inbox like a webhook event: it survives a
         crash, is retried, and is applied exactly once per dedupe key.
-        Returns False for a duplicate.
+        Returns False for a duplicate. With `confirm=True`, an opt-out that
+        changes anything also queues the tenant's one confirmation message
+        (kind "opt_out_confirmation", template "opt_out") on that medium:
+        for channels whose provider does not confirm by itself (WhatsApp).
         """
         ...
 
@@ -126,6 +131,97 @@ class HubPort(Protocol):
 
     async def contact_context(self, tenant: str, contact_id: int) -> list[ContextSection]:
         """Every section the plugins return for this contact (`contact_context`)."""
+        ...
+
+    # --- conversations: bot or human ------------------------------------------------
+
+    async def hand_off(self, tenant: str, conversation_id: int, *, reason: str, summary: str) -> None:
+        """Give the conversation to a human: the responders stay silent in it until it is released.
+
+        Marks it human-handled (with when and why) and, once that commits,
+        fires `on_handoff(hub, conversation, reason, summary)`; when no plugin
+        takes the hand-off, the tenant's `handoff_email` gets it through the
+        outbox. Handing off a conversation a human already has does nothing.
+        Raises `hub.HubError` for a conversation that is not the tenant's.
+        """
+        ...
+
+    async def release(self, tenant: str, conversation_id: int, *, reason: str) -> None:
+        """Give the conversation back to the bot (a human resolved it, a command); nothing if the bot has it."""
+        ...
+
+    async def conversation_handler(self, tenant: str, conversation_id: int) -> str:
+        """Who answers the conversation: "bot" or "human".
+
+        A human's hold older than the tenant's `handoff_release_after` is
+        released (reason "timeout") before answering, so this says "bot" then.
+        """
+        ...
+
+    # --- responders: the person being answered, and only them -----------------------
+
+    async def recent_messages(self, tenant: str, conversation_id: int, limit: int = 10) -> list[ConversationMessage]:
+        """The conversation's last messages (at most `limit`, up to 100), oldest first.
+
+        Outbound ones carry the kind of notification that sent them ("reminder",
+        "reply"...) and its appointment, so a reply to a reminder can act on it.
+        """
+        ...
+
+    async def contact_details(self, tenant: str, contact_id: int) -> ContactDetails:
+        """The contact's name, locale, time zone, phones and emails; raises `hub.UnknownContact`."""
+        ...
+
+    async def contact_appointments(self, tenant: str, contact_id: int, *, include_past: bool = False) -> list[AppointmentRef]:
+        """The contact's own scheduled appointments, soonest first; upcoming only unless `include_past`."""
+        ...
+
+    async def confirm_appointment(self, tenant: str, contact_id: int, appointment_id: int) -> AppointmentRef:
+        """Mark one of the contact's own appointments confirmed by the client (`confirmed_at`).
+
+        Fires `on_appointment_changed` with change "confirmed" after commit (once:
+        confirming again changes nothing). Raises `hub.HubError` for an
+        appointment that is not this contact's, or not scheduled.
+        """
+        ...
+
+    async def cancel_appointment(self, tenant: str, contact_id: int, appointment_id: int, *, reason: str = "") -> AppointmentRef:
+        """Cancel one of the contact's own appointments in the hub (reminders dropped, cancellation notice sent).
+
+        A booking source's own cancellation (Calendly's `calendly_cancel` tool)
+        is the responder's to call first. Raises `hub.HubError` for an
+        appointment that is not this contact's.
+        """
+        ...
+
+    async def set_contact_email(self, tenant: str, contact_id: int, email: str) -> bool:
+        """Keep an email address the client gave on their contact; False when it is another contact's (nothing merged).
+
+        Raises `hub.InvalidAddress` for something that is not an email address.
+        """
+        ...
+
+    async def record_call(
+        self, tenant: str, conversation_id: int, *, kind: str, name: str, outcome: str, tokens: int = 0,
+        latency_ms: int = 0, detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a "model_call" or a "tool_call" on the conversation: name, outcome, tokens, latency, detail."""
+        ...
+
+    async def tokens_used_today(self, tenant: str) -> int:
+        """Model tokens recorded for the tenant since midnight in its time zone (for daily budgets)."""
+        ...
+
+    async def conversation_state(self, plugin: str, tenant: str, conversation_id: int) -> dict[str, Any]:
+        """This plugin's small dialogue state for a conversation (slots offered, a yes awaited); {} at first."""
+        ...
+
+    async def set_conversation_state(self, plugin: str, tenant: str, conversation_id: int, value: dict[str, Any]) -> None:
+        """Replace this plugin's dialogue state for a conversation; {} clears it."""
+        ...
+
+    async def business_profile(self, tenant: str) -> BusinessProfile:
+        """The tenant's business profile: services, prices, address, opening hours (the `business` policy key)."""
         ...
 
     # --- plugin state -------------------------------------------------------------

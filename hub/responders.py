@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,3 +34,33 @@ class ContextSection:
 
     title: str
     lines: list[str]
+
+
+@dataclass(frozen=True)
+class ConversationMessage:
+    """One message of a conversation as responders read it (`HubPort.recent_messages`)."""
+
+    id: int
+    direction: str
+    """"in" (the contact wrote) or "out" (the hub sent it)."""
+    body: str
+    at: dt.datetime
+    kind: str | None = None
+    """For an outbound message, the notification kind that sent it: "reminder", "confirmation", "reply"..."""
+    appointment_id: int | None = None
+    """For an outbound message about an appointment (a reminder), which one."""
+
+
+@dataclass(frozen=True)
+class ContactDetails:
+    """A contact with its addresses, as responders need it to book for them (`HubPort.contact_details`)."""
+
+    id: int
+    tenant: str
+    name: str | None
+    locale: str | None
+    timezone: str | None
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    opted_out: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Address -> the mediums it opted out of."""

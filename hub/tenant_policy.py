@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hub.business import BusinessProfile
+from hub.phones import normalize_email
 from hub.reminders import QuietHours, parse_offset
 
 
@@ -34,6 +36,12 @@ class TenantPolicy(BaseModel):
     """The tenant's own template folder, searched before the shared ones."""
     responder_timeout: float = Field(default=20.0, gt=0, le=300)
     """Seconds a responder may take to answer one message; past it the message gets no reply."""
+    handoff_release_after: str = "12h"
+    """How long a conversation handed to a human stays theirs with no release; then the bot answers again."""
+    business: BusinessProfile = Field(default_factory=BusinessProfile)
+    """What the responders tell clients: services, prices, address, opening hours (hub/business.py)."""
+    handoff_email: str | None = None
+    """Where hand-offs are emailed (through the outbox) when no plugin, such as Chatwoot, takes them."""
 
     @field_validator("reminders")
     @classmethod
@@ -41,6 +49,19 @@ class TenantPolicy(BaseModel):
         for text in value:
             parse_offset(text)
         return value
+
+    @field_validator("handoff_release_after")
+    @classmethod
+    def _release_after(cls, value: str) -> str:
+        parse_offset(value)
+        return value
+
+    @field_validator("handoff_email")
+    @classmethod
+    def _handoff_email(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        return normalize_email(value)
 
     @field_validator("quiet_hours")
     @classmethod

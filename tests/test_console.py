@@ -207,40 +207,15 @@ async def test_sign_in_redirects_only_to_this_site(client: Any, seeded: Seeded) 
     assert response.headers["Location"] == "/t/clinic/"
 
 
-async def test_conversations_appear_only_with_the_responders_hand_off(client: Any, hub: Hub, seeded: Seeded) -> None:
-    await sign_in(client, CLINIC_USER)
-    today = await (await client.get("/t/clinic/")).text()
-    assert "/t/clinic/conversations" not in today
-    assert (await client.get("/t/clinic/conversations")).status == 404
-
-
-class HandOffStandIn:
-    """The responders' hand-off port methods as the console calls them (hand_off, release, conversation_handler)."""
-
-    def __init__(self) -> None:
-        self.human: set[int] = set()
-        self.calls: list[tuple[str, str, int, str]] = []
-
-    async def hand_off(self, tenant: str, conversation_id: int, *, reason: str, summary: str) -> None:
-        self.calls.append(("hand_off", tenant, conversation_id, reason))
-        self.human.add(conversation_id)
-
-    async def release(self, tenant: str, conversation_id: int, *, reason: str) -> None:
-        self.calls.append(("release", tenant, conversation_id, reason))
-        self.human.discard(conversation_id)
-
-    async def conversation_handler(self, tenant: str, conversation_id: int) -> str:
-        return "human" if conversation_id in self.human else "bot"
-
-
-async def test_conversations_page_hands_off_and_releases_through_the_port(client: Any, hub: Hub, seeded: Seeded) -> None:
+async def test_conversations_hand_off_and_release_through_the_port(client: Any, hub: Hub, seeded: Seeded) -> None:
     from hub.events import InboundMessage
+    from hub.outbound_webhooks import subscribe
 
-    stand_in = HandOffStandIn()
-    for name in ("hand_off", "release", "conversation_handler"):
-        setattr(hub, name, getattr(stand_in, name))
+    clinic = await hub.tenants.get("clinic")
+    async with hub.db.sessions.begin() as session:
+        await subscribe(session, hub.tenant_settings.keyring, clinic, "https://crm.example/hooks", ("conversation.*",))
     await hub.accept(InboundMessage(tenant="clinic", medium="sms", channel="recorder-sms", sender="+34600123456", sender_kind="phone",
-                                    body="hola", provider_id="in-1"), source="test", dedupe_key="in-1")
+                                    body="hola", provider_id="in-2"), source="test", dedupe_key="in-2")
     await hub.inbox.process_pending()
     await sign_in(client, CLINIC_USER)
     page = await (await client.get("/t/clinic/conversations")).text()
@@ -248,9 +223,15 @@ async def test_conversations_page_hands_off_and_releases_through_the_port(client
     conversation = int(page.split("/conversations/")[1].split("/")[0])
     after = await (await client.post(f"/t/clinic/conversations/{conversation}/hand-off", data={"csrf": csrf_of(page)})).text()
     assert "Handed to a person" in after and "Give back to the bot" in after
+    assert await hub.conversation_handler("clinic", conversation) == "human"
+    async with hub.db.sessions() as session:
+        queued = await session.scalar(select(Notification).where(Notification.kind == "webhook"))
+    assert queued is not None and queued.data["event"] == "conversation.handed_off"
+    assert queued.data["envelope"]["data"]["conversation_id"] == conversation
     await client.post(f"/t/clinic/conversations/{conversation}/release", data={"csrf": csrf_of(after)})
-    assert [c[0] for c in stand_in.calls] == ["hand_off", "release"]
-    assert all(c[1] == "clinic" and c[2] == conversation for c in stand_in.calls)
+    assert await hub.conversation_handler("clinic", conversation) == "bot"
+    other = await client.post(f"/t/clinic/conversations/{conversation + 1000}/hand-off", data={"csrf": csrf_of(after)})
+    assert other.status == 404
 
 
 async def test_merge_proposals_accept_undo_and_reject(client: Any, hub: Hub, seeded: Seeded) -> None:

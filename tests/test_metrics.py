@@ -76,3 +76,26 @@ async def test_plugin_failures_are_counted(sqlite_url: str, record_file: Path) -
         async with TestClient(TestServer(metrics_app(hub))) as operator:
             found = samples(await (await operator.get("/metrics")).text())
     assert found[("hub_plugin_failures", (("plugin", "flaky"),))] >= 1
+
+
+async def test_responder_tokens_and_latency_are_counted(sqlite_url: str, record_file: Path) -> None:
+    from hub.events import InboundMessage
+    from hub.models import Conversation
+    from sqlalchemy import select
+
+    hub = hub_with(sqlite_url, record_file, {})
+    async with hub.running():
+        await hub.accept(InboundMessage(tenant="clinic", medium="sms", channel="recorder-sms", sender="+34600123456", body="hola",
+                                        provider_id="in-1"), source="test", dedupe_key="in-1")
+        await hub.inbox.process_pending()
+        await hub.responders.answer_pending()
+        async with hub.db.sessions() as session:
+            conversation = await session.scalar(select(Conversation.id))
+        assert conversation is not None
+        await hub.record_call("clinic", conversation, kind="model_call", name="openai", outcome="ok", tokens=42)
+        await hub.record_call("clinic", conversation, kind="tool_call", name="book", outcome="ok", tokens=0)
+        async with TestClient(TestServer(metrics_app(hub))) as operator:
+            found = samples(await (await operator.get("/metrics")).text())
+    assert found[("hub_responder_tokens_total", (("responder", "openai"),))] == 42
+    answered = sum(v for (name, _), v in found.items() if name == "hub_responder_duration_seconds_count")
+    assert answered >= 1

@@ -474,7 +474,7 @@ async def test_tools_find_slots_make_a_link_and_cancel(sqlite_url: str, stand_in
         tools = {t.name: t for plugin, found in await hub.hooks.call_all_named("register_tools", hub=hub, tenant="clinic")
                  if plugin == "calendly" for t in found}
         salon = [plugin for plugin, _ in await hub.hooks.call_all_named("register_tools", hub=hub, tenant="salon")]
-        assert sorted(tools) == ["calendly_availability", "calendly_cancel", "calendly_scheduling_link"]
+        assert sorted(tools) == ["calendly_availability", "calendly_book", "calendly_cancel", "calendly_scheduling_link"]
         assert "calendly" not in salon
         assert tools["calendly_availability"].parameters["required"] == ["event_type", "start", "end"]
         found = await tools["calendly_availability"].func(event_type="limpieza dental", start=tomorrow.isoformat(), end=tomorrow.isoformat())

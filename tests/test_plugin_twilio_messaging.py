@@ -350,7 +350,10 @@ async def test_stop_moves_the_next_reminder_to_email(database_url: str, standin:
         await drain(hub)
         second = await notification(hub, booking.reminders[1])
         assert (second.status, second.channel) == ("sandboxed", "smtp-email")
-        assert len(standin.accepted()) == sent_before + 1
+        # On WhatsApp the hub confirms the opt-out once (Twilio confirms an SMS STOP itself).
+        assert len(standin.accepted()) == sent_before + 2
+        confirmation = standin.accepted()[-1]
+        assert confirmation.get("To") == f"whatsapp:{PHONE}" and "no te enviaremos más mensajes" in (confirmation.get("Body") or "")
         # STOP and BAJA were handled without an answer: no reply was queued.
         async with hub.db.sessions() as session:
             replies = await session.scalar(select(func.count()).select_from(Notification).where(Notification.kind == "reply"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hub.commands import admin_keys, contacts, db, notifications, phones, plugins, serve, templates, tenants, users, webhooks
+from hub.commands import admin_keys, chat, contacts, db, notifications, phones, plugins, serve, templates, tenants, users, webhooks
 
 
 def add_builtin_commands(group: click.Group) -> None:
@@ -22,6 +22,7 @@ def add_builtin_commands(group: click.Group) -> None:
         templates.templates,
         notifications.send,
         notifications.notifications,
+        chat.chat,
         users.users,
         webhooks.webhooks,
     ):

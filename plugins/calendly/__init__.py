@@ -41,8 +41,11 @@ is one contact; numbers that do not parse in the tenant's region are left
 out rather than failing the booking. The invitee's time zone becomes the
 contact's when it has none.
 
-**Tools** (`register_tools`): `calendly_availability`,
-`calendly_scheduling_link` and `calendly_cancel`, for tenants with Calendly.
+**Tools** (`register_tools`): `calendly_availability`, `calendly_book`
+(the Scheduling API, `POST /invitees`; a single-use link for that day when
+the plan refuses it or its rate limit is reached), `calendly_scheduling_link`
+and `calendly_cancel`, for tenants with Calendly. See tools.py and
+docs/responders.md.
 """
 
 from __future__ import annotations

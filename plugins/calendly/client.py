@@ -97,18 +97,24 @@ class CalendlyClient:
 
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
+        retry_rate_limit: bool = True,
     ) -> dict[str, Any]:
-        """One API call; returns the JSON body ({} for 204). Raises CalendlyError."""
+        """One API call; returns the JSON body ({} for 204). Raises CalendlyError.
+
+        With `retry_rate_limit=False` a 429 is raised at once (a client waiting
+        on WhatsApp is better served by a fallback than by a wait).
+        """
         url = f"{self.base_url}{path}"
         query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
-        for attempt in range(self.max_retries + 1):
+        retries = self.max_retries if retry_rate_limit else 0
+        for attempt in range(retries + 1):
             try:
                 async with self.session.request(
                     method, url, params=query, json=json, headers=self._headers, timeout=self._timeout
                 ) as response:
                     if response.status == 429:
                         wait = _retry_after(response.headers.get("Retry-After"), attempt)
-                        if attempt < self.max_retries and wait <= self.max_retry_wait:
+                        if attempt < retries and wait <= self.max_retry_wait:
                             await asyncio.sleep(wait)
                             continue
                         raise CalendlyError(
@@ -187,6 +193,21 @@ class CalendlyClient:
         """`POST /scheduling_links`: a single-use booking link for an event type."""
         body = {"max_event_count": max_event_count, "owner": event_type, "owner_type": "EventType"}
         return self._resource("/scheduling_links", await self.request("POST", "/scheduling_links", json=body))
+
+    async def create_invitee(
+        self, *, event_type: str, start_time: dt.datetime, email: str, name: str, timezone: str,
+        text_reminder_number: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST /invitees` (the Scheduling API): book an available time for the invitee; returns the Invitee.
+
+        Paid plans only (403 otherwise) and tightly rate limited (429): both
+        are raised at once as `CalendlyError` for the caller to fall back on.
+        """
+        invitee: dict[str, Any] = {"email": email, "name": name, "timezone": timezone}
+        if text_reminder_number:
+            invitee["text_reminder_number"] = text_reminder_number
+        body = {"event_type": event_type, "start_time": iso(start_time), "invitee": invitee}
+        return self._resource("/invitees", await self.request("POST", "/invitees", json=body, retry_rate_limit=False))
 
     def scheduled_events(
         self, *, organization: str | None = None, user: str | None = None, status: str | None = "active",

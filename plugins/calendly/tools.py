@@ -1,7 +1,22 @@
-"""Tools responders may call for a tenant: free slots, a one-off booking link, a cancellation."""
+"""Tools responders may call for a tenant: free slots, a booking, a one-off booking link, a cancellation.
+
+`calendly_book` books through the Scheduling API (`POST /invitees`). Where
+the tenant's plan refuses it (403) or its rate limit is reached (429), it
+answers with a single-use scheduling link for that event type, opened on the
+slot's day, for the client to finish the booking. A booking is told to the
+hub at once (`upsert_appointment`: the confirmation and reminders follow
+without waiting for the webhook, which then changes nothing); with
+`replaces`, the old booking is cancelled on Calendly and the hub moves the
+old appointment to the new time: one move, not a cancellation and a booking.
+
+These tools act on whatever identifiers they are given: a responder must
+hand a model only versions bound to the client it answers (the OpenAI
+responder does).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -9,7 +24,7 @@ from zoneinfo import ZoneInfo
 from hub import Tool
 
 from .client import CalendlyClient, CalendlyError, event_uuid
-from .mapping import fold
+from .mapping import booking_from_invitee, fold
 from .runtime import CalendlyPlugin
 
 MAX_AVAILABILITY_DAYS = 31
@@ -50,6 +65,50 @@ def tools_for(plugin: CalendlyPlugin, tenant: str) -> list[Tool]:
         link = await client.create_scheduling_link(uri)
         return {"event_type": uri, "booking_url": link.get("booking_url")}
 
+    async def book(
+        event_type: str, start: str, name: str, email: str, phone: str = "", timezone: str = "", replaces: str = "",
+    ) -> dict[str, Any]:
+        client = plugin.client(tenant)
+        profile = await plugin.hub.tenant(tenant)
+        settings = plugin.require_settings(tenant)
+        chosen = await find_event_type(plugin, tenant, client, event_type)
+        moment = _bound(start, ZoneInfo(profile.timezone), end_of_day=False)
+        try:
+            invitee = await client.create_invitee(
+                event_type=chosen["uri"], start_time=moment, email=email, name=name,
+                timezone=timezone or profile.timezone, text_reminder_number=phone or None,
+            )
+        except CalendlyError as exc:
+            if exc.status not in (403, 429):
+                raise
+            link = await client.create_scheduling_link(chosen["uri"])
+            local = moment.astimezone(ZoneInfo(profile.timezone))
+            url = f"{link.get('booking_url')}?month={local:%Y-%m}&date={local:%Y-%m-%d}"
+            return {"booked": False, "booking_url": url, "start": moment.isoformat(),
+                    "why": "the plan does not allow booking through the API" if exc.status == 403 else "Calendly's booking limit was reached"}
+        duration = chosen.get("duration")
+        event = {
+            "uri": invitee.get("event"), "start_time": moment.isoformat(), "name": chosen.get("name"), "event_type": chosen["uri"],
+            "end_time": (moment + dt.timedelta(minutes=duration)).isoformat() if isinstance(duration, int) else None,
+        }
+        data = booking_from_invitee(
+            invitee, status="scheduled", region=profile.default_region, phone_questions=settings.phone_questions, scheduled_event=event,
+        )
+        old_canceled = None
+        if replaces:
+            data = dataclasses.replace(data, replaces=replaces)
+        update = await plugin.hub.upsert_appointment(tenant, data)
+        if replaces:
+            try:
+                await client.cancel_event(event_uuid(replaces), "moved to another time by the client")
+                old_canceled = True
+            except (CalendlyError, ValueError):
+                old_canceled = False  # the hub moved it; the old Calendly event needs a person
+        return {
+            "booked": True, "invitee": invitee.get("uri"), "appointment_id": update.appointment.id, "change": update.change,
+            "start": moment.isoformat(), "old_canceled": old_canceled,
+        }
+
     async def cancel(event: str, reason: str = "") -> dict[str, Any]:
         client = plugin.client(tenant)
         uuid = event_uuid(event)
@@ -82,6 +141,26 @@ def tools_for(plugin: CalendlyPlugin, tenant: str) -> list[Tool]:
                 "additionalProperties": False,
             },
             scheduling_link,
+        ),
+        Tool(
+            "calendly_book",
+            "Book an available start time of a Calendly event type for a client (after their explicit yes); "
+            "falls back to a single-use booking link when Calendly refuses the booking (plan or rate limit).",
+            {
+                "type": "object",
+                "properties": {
+                    "event_type": _EVENT_TYPE,
+                    "start": {"type": "string", "description": "The start time, one of calendly_availability's (ISO 8601 with offset)."},
+                    "name": {"type": "string", "description": "The client's name."},
+                    "email": {"type": "string", "description": "The client's email (Calendly requires one)."},
+                    "phone": {"type": "string", "description": "The client's phone in E.164, for Calendly's text reminders."},
+                    "timezone": {"type": "string", "description": "The client's IANA time zone; default the business's."},
+                    "replaces": {"type": "string", "description": "To move a booking: its external id (invitee URI), cancelled once the new one is made."},
+                },
+                "required": ["event_type", "start", "name", "email"],
+                "additionalProperties": False,
+            },
+            book,
         ),
         Tool(
             "calendly_cancel",
@@ -158,6 +237,13 @@ async def resolve_event_type(plugin: CalendlyPlugin, tenant: str, client: Calend
             return str(found[0]["uri"])
     names = ", ".join(sorted(str(t.get("name")) for t in types)) or "none"
     raise ValueError(f"no single Calendly event type matches {value!r} (event types: {names})")
+
+
+async def find_event_type(plugin: CalendlyPlugin, tenant: str, client: CalendlyClient, value: str) -> dict[str, Any]:
+    """The event type (its resource: uri, name, duration...) named by a URI, uuid, slug or name."""
+    uri = await resolve_event_type(plugin, tenant, client, value)
+    types = await list_event_types(plugin, tenant, client)
+    return next((t for t in types if t.get("uri") == uri), {"uri": uri})
 
 
 async def list_event_types(plugin: CalendlyPlugin, tenant: str, client: CalendlyClient) -> list[dict[str, Any]]:

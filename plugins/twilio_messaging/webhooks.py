@@ -260,6 +260,8 @@ def routes(hub: HubPort) -> list[web.RouteDef]:
             await hub.request_opt_out(
                 match.slug, address_kind=sender_kind, address=address, medium=channel.medium, opted_out=action == "stop",
                 source=NAME, dedupe_key=f"opt-out:{message_sid}",
+                # Twilio confirms an SMS STOP itself; on WhatsApp the hub sends the one confirmation.
+                confirm=action == "stop" and channel.medium == WHATSAPP.medium,
             )
             log.info("twilio_opt_out" if action == "stop" else "twilio_opt_in", tenant=match.slug, medium=channel.medium)
         return web.Response(text=EMPTY_TWIML, content_type="text/xml")

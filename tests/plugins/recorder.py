@@ -38,6 +38,8 @@ class Settings(ProviderSettings):
     healthy: bool = True
     token: SecretStr | None = None
     greeting: str = "hello"
+    takes_handoffs: bool = False
+    """True: `on_handoff` says it delivered the hand-off (as Chatwoot does), so the core sends no email."""
 
 
 def record(hub: HubPort, hook: str, **data: Any) -> None:
@@ -166,7 +168,16 @@ def on_contact_linked(hub: HubPort, contact: Any, identity: Any) -> None:
 async def respond_to_message(hub: HubPort, conversation: Any, message: Any) -> Reply | None:
     if message.body.startswith("echo "):
         return Reply(message.body.removeprefix("echo "), responder=NAME)
+    if message.body.startswith("person "):
+        return Reply("one moment", handoff=True, responder=NAME,
+                     data={"handoff_reason": "asked for a person", "handoff_summary": message.body.removeprefix("person ")})
     return None
+
+
+@hookimpl
+def on_handoff(hub: HubPort, conversation: Any, reason: str, summary: str) -> bool:
+    record(hub, "on_handoff", conversation_id=conversation.id, handler=conversation.handler, reason=reason, summary=summary)
+    return bool(hub.settings_for(NAME).takes_handoffs)
 
 
 @hookimpl

@@ -112,6 +112,10 @@ class CalendlyStandIn:
     token: str = field(default_factory=lambda: f"pat-{secrets.token_urlsafe(16)}")
     org_admin: bool = True
     """False: list requests by `organization` alone are refused with 403, as for a plain member."""
+    scheduling_api: bool = True
+    """False: `POST /invitees` is refused with 403, as on a free plan."""
+    booking_limit_reached: bool = False
+    """True: `POST /invitees` answers 429 (the Scheduling API's own per-hour and per-day limits)."""
 
     def __post_init__(self) -> None:
         user_id = new_id()
@@ -132,6 +136,8 @@ class CalendlyStandIn:
         self.signing_keys: dict[str, str] = {}
         """Subscription uuid -> the signing key it was created with."""
         self.links: list[dict[str, Any]] = []
+        self.booked: list[str] = []
+        """Invitee URIs booked through `POST /invitees`."""
         self.requests: list[Seen] = []
         self._throttle: list[str] = []
         self._runner: web.AppRunner | None = None
@@ -166,6 +172,7 @@ class CalendlyStandIn:
         app.router.add_get("/event_types", self._event_types)
         app.router.add_get("/event_type_available_times", self._available_times)
         app.router.add_post("/scheduling_links", self._scheduling_link)
+        app.router.add_post("/invitees", self._create_invitee)
         app.router.add_get("/scheduled_events", self._scheduled_events)
         app.router.add_get("/scheduled_events/{uuid}/invitees", self._invitees)
         app.router.add_post("/scheduled_events/{uuid}/cancellation", self._cancellation)
@@ -301,6 +308,51 @@ class CalendlyStandIn:
                 "owner": owner["uri"], "owner_type": "EventType"}
         self.links.append(link)
         return web.json_response({"resource": link}, status=201)
+
+    async def _create_invitee(self, request: web.Request) -> web.Response:
+        """The Scheduling API: book an available time for an invitee, as the booking page would."""
+        if not self.scheduling_api:
+            raise ApiError(403, "Permission Denied", "Please upgrade your Calendly account to Standard")
+        if self.booking_limit_reached:
+            raise ApiError(429, "Too Many Requests", "You have exceeded the booking rate limit")
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise invalid("body", "must be a JSON object")
+        for name in ("event_type", "start_time", "invitee"):
+            if not body.get(name):
+                raise invalid(name, "is required")
+        invitee = body["invitee"]
+        if not isinstance(invitee, dict):
+            raise invalid("invitee", "must be an object")
+        for name in ("email", "timezone"):
+            if not invitee.get(name):
+                raise invalid(f"invitee.{name}", "is required")
+        if not (invitee.get("name") or invitee.get("first_name")):
+            raise invalid("invitee.name", "name or first_name is required")
+        number = invitee.get("text_reminder_number")
+        if number is not None and not (isinstance(number, str) and number.startswith("+") and number[1:].isdigit()):
+            raise invalid("invitee.text_reminder_number", "must be in E.164 format")
+        event_type = next((t for t in self.event_types if t["uri"] == body["event_type"]), None)
+        if event_type is None:
+            raise invalid("event_type", "is not an event type of yours")
+        try:
+            start = parse_time(body["start_time"])
+        except (TypeError, ValueError):
+            raise invalid("start_time", "must be an ISO 8601 time") from None
+        free = self.slots.get(event_type["uri"], [])
+        slot = next((s for s in free if parse_time(s["start_time"]) == start), None)
+        if slot is None:
+            raise invalid("start_time", "is not an available time of this event type")
+        free.remove(slot)
+        name = invitee.get("name") or " ".join(filter(None, (invitee.get("first_name"), invitee.get("last_name"))))
+        payload = self.book(
+            start=start, email=invitee["email"], name=name, timezone=invitee["timezone"], text_reminder_number=number,
+            event_type=event_type,
+        )
+        self.invitee(payload["uri"])["scheduling_method"] = "instant_book_api"
+        resource = {k: v for k, v in self.payload(payload["uri"]).items() if k != "scheduled_event"}
+        self.booked.append(resource["uri"])
+        return web.json_response({"resource": resource}, status=201)
 
     async def _scheduled_events(self, request: web.Request) -> web.Response:
         self._owner_filter(request)
