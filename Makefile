@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
+# The console user `make run` creates on first run (its password is printed once).
+DEMO_USER ?= demo@demo-clinic.example
 
 .PHONY: run test install browser clean
 
@@ -17,7 +19,7 @@ $(BIN)/hub: pyproject.toml
 install: $(BIN)/hub
 
 run: install
-	$(BIN)/hub serve --host $(HOST) --port $(PORT)
+	$(BIN)/hub serve --host $(HOST) --port $(PORT) --demo-user $(DEMO_USER)
 
 # The browser tests drive Debian's Chromium (through Playwright, which downloads no browser of its own).
 browser:

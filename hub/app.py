@@ -18,8 +18,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from hub.admin_api import create_admin_api
 from hub.api import create_api
+from hub.console import add_console
 from hub.core import Hub
 from hub.request_body import BadBody, parse_form, parse_json
+from hub.metrics import metrics_middleware, public_metrics_route
+from hub.request_ids import request_ids
 
 HUB_KEY = web.AppKey("hub", Hub)
 
@@ -131,7 +134,10 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     the CLI already holds it open); `run_workers` runs the inbox worker and
     the dispatcher in this process.
     """
-    app = web.Application(middlewares=[errors_as_json, webhook_rate_limit, checked_body], client_max_size=hub.config.hub.max_body_bytes)
+    app = web.Application(
+        middlewares=[request_ids, metrics_middleware(hub), errors_as_json, webhook_rate_limit, checked_body],
+        client_max_size=hub.config.hub.max_body_bytes,
+    )
     app[HUB_KEY] = hub
 
     async def hub_life(_app: web.Application) -> AsyncIterator[None]:
@@ -151,6 +157,8 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     if run_workers:
         app.cleanup_ctx.append(workers)
     app.router.add_get("/health", health, name="health")
+    add_console(app, hub)  # issue 12: the web console at /
+    public_metrics_route(app, hub)  # issue 12: /metrics, only with HUB_METRICS_TOKEN
     # Before /api/v1/: the admin routes must not reach the tenant-key check of the API sub-app.
     app.add_subapp("/api/v1/admin/", create_admin_api(hub, [errors_as_json]))
     app.add_subapp("/api/v1/", create_api(hub, [errors_as_json]))

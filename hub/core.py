@@ -39,6 +39,11 @@ from hub.errors import ConfigError, PluginLoadError, UnknownContact
 from hub.events import AppointmentRef, ContactRef, InboxEvent, OptOutEvent
 from hub.inbox import Inbox
 from hub.messaging import message_processors
+from hub.metrics import HubMetrics
+from hub.outbound_webhooks import KIND as WEBHOOK_KIND
+from hub.outbound_webhooks import appointment_data
+from hub.outbound_webhooks import emit as emit_webhooks
+from hub.webhook_channel import WebhookChannel
 from hub.models import Contact, PluginData
 from hub.notifications import NotificationRequest
 from hub.outbox import Enqueued, enqueue
@@ -95,6 +100,8 @@ class Hub:
         self.dispatcher = Dispatcher(self)
         self.responders = ResponderRunner(self)
         self.plugin_jobs = PluginJobs(self.db, self.tenants, poll_seconds=config.hub.inbox_poll_seconds)
+        # issue 12: this process's Prometheus metrics (hub/metrics.py)
+        self.metrics = HubMetrics()
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
         self.tenant_settings = TenantSettingsStore(config, self.db, self._settings_models, self.plugins)
@@ -108,6 +115,10 @@ class Hub:
         """Channel name -> the plugin that provides it."""
         # Last: a plugin is handed the hub only once everything else is built.
         self._register_channels()
+        # issue 12: outbound webhooks are deliveries on the core's own "webhook" channel.
+        if WEBHOOK_KIND in self.channels:
+            raise PluginLoadError(f"plugin {self.channel_plugins[WEBHOOK_KIND]!r}: the channel name {WEBHOOK_KIND!r} is the hub's own")
+        self.channels[WEBHOOK_KIND] = WebhookChannel(self)
 
     @classmethod
     def build(cls, config: Config) -> Hub:
@@ -210,6 +221,8 @@ class Hub:
 
     def announce_link(self, uow: UnitOfWork, outcome: LinkOutcome) -> None:
         """Register `on_contact_linked` for each identity a link added and each contact it merged."""
+        if outcome.merged:  # issue 12: contact.merged to the tenant's webhooks, once the merge is committed
+            uow.after_commit("contact.merged webhooks", partial(self._emit_merged, outcome.contact, list(outcome.merged)))
         announced = list(outcome.added)
         if outcome.merged and not outcome.added:
             announced.append(outcome.identities[0])
@@ -217,6 +230,12 @@ class Hub:
             uow.after_commit(
                 "on_contact_linked", partial(self.call, "on_contact_linked", hub=self, contact=outcome.contact, identity=identity)
             )
+
+    async def _emit_merged(self, contact: ContactRef, merged: list[int]) -> None:
+        info = await self.tenants.get(contact.tenant)
+        async with self.unit_of_work() as uow:
+            await emit_webhooks(uow.session, info, "contact.merged", {"contact_id": contact.id, "merged_contact_ids": merged})
+        self.dispatcher.wake()
 
     # --- life cycle -------------------------------------------------------
 
@@ -297,6 +316,8 @@ class Hub:
     async def apply_appointment(self, uow: UnitOfWork, tenant: TenantInfo, data: AppointmentInput) -> AppointmentChange:
         """Store an appointment and its notifications in the caller's unit of work, with its effects."""
         change = await upsert_appointment(uow.session, tenant, data)
+        if change.change != "unchanged":  # issue 12: the tenant's webhooks, queued with the change
+            await emit_webhooks(uow.session, tenant, f"appointment.{change.change}", appointment_data(change.appointment, change.change))
         if change.notifications:
             self.wake_dispatcher(uow)
         if change.link is not None:
@@ -497,6 +518,8 @@ class Hub:
         latency_ms: int = 0, detail: dict[str, Any] | None = None,
     ) -> None:
         """Record a model or tool call on the conversation (the port's `record_call`)."""
+        if kind == "model_call":
+            self.metrics.count_tokens(name, tokens)  # issue 12: hub_responder_tokens_total
         await conversations.record_call(self, tenant, conversation_id, kind=kind, name=name, outcome=outcome, tokens=tokens,
                                         latency_ms=latency_ms, detail=detail)
 

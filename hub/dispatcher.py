@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.channels import Channel, OutboundMessage
 from hub.errors import PermanentError, TransientError
@@ -41,6 +42,7 @@ from hub.models import (
 )
 from hub import outbox
 from hub.messaging import confirms_opt_out
+from hub.outbound_webhooks import emit_outcomes
 from hub.outbox import WAKE_CHANNEL, NotificationStatus, Verdict, history_entry
 from hub.templates import TemplateError
 from hub.tenants import TenantInfo
@@ -360,6 +362,12 @@ class Dispatcher:
                 await connection.execute(DeliveryAttempt.__table__.insert(), tries)
             await self._record_messages(connection, [o for o in outcomes if o.message], now)
             await outbox.record(connection, [o.verdict for o in outcomes], owner=self.worker_id, now=now)
+            # issue 12: notification.sent / .failed webhooks, committed with the outcomes they report
+            async with AsyncSession(bind=connection) as session:
+                await emit_outcomes(session, self.hub.tenants, [o.verdict for o in outcomes])
+                await session.flush()
+        for o in outcomes:
+            self.hub.metrics.dispatched.labels(o.verdict.channel or "none", o.verdict.status).inc()
 
     async def _record_messages(self, connection: Any, sent: list[Outcome], now: dt.datetime) -> None:
         if not sent:

@@ -26,6 +26,7 @@ from hub.errors import HubError
 from hub.events import Conversation as ConversationView
 from hub.models import Contact, Conversation, ConversationEvent, utcnow
 from hub.notifications import NotificationRequest
+from hub.outbound_webhooks import emit as emit_webhooks
 from hub.reminders import parse_offset
 from hub.tenants import TenantInfo
 from hub.unit_of_work import UnitOfWork
@@ -91,6 +92,10 @@ async def mark_human(hub: Hub, uow: UnitOfWork, tenant: TenantInfo, row: Convers
     row.handler_reason = reason[:500]
     record_event(uow, tenant, row.id, kind="handoff", name="handoff", detail={"reason": reason})
     view = conversation_view(row, tenant.slug)
+    # issue 12: the tenant's conversation.handed_off webhooks, queued with the hand-off (no summary: it quotes the client)
+    await emit_webhooks(uow.session, tenant, "conversation.handed_off",
+                        {"conversation_id": row.id, "contact_id": row.contact_id, "medium": row.medium, "reason": reason})
+    hub.wake_dispatcher(uow)
 
     async def announce() -> None:
         await deliver(hub, tenant, view, reason, summary)

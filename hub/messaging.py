@@ -20,6 +20,7 @@ from hub import outbox
 from hub.inbox import Processor
 from hub.models import Conversation, Message, Notification, utcnow
 from hub.notifications import NotificationRequest
+from hub.outbound_webhooks import emit_report
 from hub.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
@@ -161,10 +162,12 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             # Only the notification's latest message speaks for it: an older one went out for an earlier time.
             if notification is not None and latest == message.id:
                 # True when the provider could not deliver it and the outbox handed it to the next channel.
+                before = notification.status
                 handed_on = outbox.report(
                     session, notification, provider_status=event.status, channel=event.channel, provider_id=event.provider_id,
                     at=reported_at, reason=" ".join(filter(None, [event.error_code, event.error_message])) or None,
                 )
+                await emit_report(session, tenant, notification, before)  # issue 12: the tenant's webhooks
                 if handed_on:
                     hub.wake_dispatcher(uow)
         view = DeliveryStatus(

@@ -447,3 +447,44 @@ class ConversationEvent(Base):
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- issue 12: console users and outbound webhook subscriptions ----------------------------------
+
+
+class ConsoleUser(Base):
+    """Someone who signs in to the web console: a tenant's user, or an operator (tenant_id None) who sees every tenant."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    """argon2id, with its parameters and salt (hub.console.passwords)."""
+    role: Mapped[str] = mapped_column(String(16))
+    """"tenant" or "operator"."""
+    failed_attempts: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[dt.datetime | None]
+    session_version: Mapped[int] = mapped_column(default=1)
+    """Goes up when the password changes or a lock-out starts: older session cookies stop working."""
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_sign_in_at: Mapped[dt.datetime | None]
+
+
+class WebhookSubscription(Base):
+    """A tenant's own URL that receives signed copies of hub events (hub.webhooks)."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    """Patterns such as "appointment.*" or "notification.failed"."""
+    secret: Mapped[str] = mapped_column(Text)
+    """The signing secret, encrypted with the hub's key (hub.secret_keys), never in clear."""
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    """The endpoint's own contact (one identity of kind "webhook"): deliveries are outbox notifications to it."""
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[dt.datetime | None]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -160,14 +161,18 @@ class ResponderRunner:
 
     async def _ask(self, thread: ConversationView, view: ReceivedMessage) -> Any:
         tenant = await self.hub.tenants.get(thread.tenant)
+        started = time.perf_counter()
         try:
-            return await asyncio.wait_for(
+            reply = await asyncio.wait_for(
                 self.hub.call("respond_to_message", hub=self.hub, conversation=thread, message=view),
                 timeout=tenant.responder_timeout,
             )
         except TimeoutError:
+            self.hub.metrics.observe_responder(time.perf_counter() - started, "timeout")
             self._log.warning("responder_timeout", tenant=tenant.slug, conversation_id=thread.id, seconds=tenant.responder_timeout)
             return None
+        self.hub.metrics.observe_responder(time.perf_counter() - started, "reply" if reply is not None else "none")
+        return reply
 
     async def _next_message(self, conversation_id: int) -> tuple[ConversationView, ReceivedMessage, bool] | None:
         async with self.hub.db.sessions() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hub.commands import admin_keys, chat, contacts, db, notifications, phones, plugins, serve, templates, tenants
+from hub.commands import admin_keys, chat, contacts, db, notifications, phones, plugins, serve, templates, tenants, users, webhooks
 
 
 def add_builtin_commands(group: click.Group) -> None:
@@ -23,5 +23,7 @@ def add_builtin_commands(group: click.Group) -> None:
         notifications.send,
         notifications.notifications,
         chat.chat,
+        users.users,
+        webhooks.webhooks,
     ):
         group.add_command(command)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import partial
 from typing import TextIO
 
 import click
@@ -13,10 +12,10 @@ from sqlalchemy import select
 from hub.cli import with_open_hub
 from hub.contact_io import export_contacts, import_contacts
 from hub.contacts import link
-from hub.merges import PROPOSAL_OPEN, MergeError, accept_proposal, reject_proposal
-from hub.merges import unmerge as undo_merge
+from hub import merge_decisions
+from hub.merges import PROPOSAL_OPEN, MergeError
 from hub.core import Hub
-from hub.events import ContactRef, IdentityRef
+from hub.events import ContactRef
 from hub.models import Contact, ContactMerge, Identity, MergeProposal
 from hub.phones import InvalidAddress
 
@@ -124,18 +123,7 @@ async def merge(hub: Hub, proposal_id: int, tenant: str) -> None:
     """Accept a merge proposal: the newer contact is merged into the older (undo with `unmerge`)."""
     info = await hub.tenants.get(tenant)
     try:
-        async with hub.unit_of_work() as uow:
-            session = uow.session
-            record = await accept_proposal(session, info, proposal_id)
-            kept = await session.get_one(Contact, record.kept_contact_id)
-            identity = await session.scalar(
-                select(Identity).where(Identity.id.in_(record.moved.get("identities") or [0])).order_by(Identity.id).limit(1)
-            )
-            if identity is not None:
-                ref = ContactRef(kept.id, info.slug, kept.name, kept.locale, kept.timezone)
-                uow.after_commit("on_contact_linked", partial(
-                    hub.call, "on_contact_linked", hub=hub, contact=ref, identity=IdentityRef(identity.id, identity.kind, identity.value),
-                ))
+        record = await merge_decisions.accept(hub, info, proposal_id)
     except MergeError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"merged contact {record.merged_contact_id} into {record.kept_contact_id} (merge {record.id})")
@@ -149,8 +137,7 @@ async def reject(hub: Hub, proposal_id: int, tenant: str) -> None:
     """Reject a merge proposal: the two contacts stay apart, and later evidence never merges them."""
     info = await hub.tenants.get(tenant)
     try:
-        async with hub.db.sessions.begin() as session:
-            proposal = await reject_proposal(session, info, proposal_id)
+        proposal = await merge_decisions.reject(hub, info, proposal_id)
     except MergeError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"rejected proposal {proposal.id}: contacts {proposal.contact_id} and {proposal.other_contact_id} stay apart")
@@ -164,8 +151,7 @@ async def unmerge(hub: Hub, contact_id: int, tenant: str) -> None:
     """Undo the merge that absorbed CONTACT_ID: its addresses, threads and appointments go back to it."""
     info = await hub.tenants.get(tenant)
     try:
-        async with hub.db.sessions.begin() as session:
-            record = await undo_merge(session, info, contact_id)
+        record = await merge_decisions.undo(hub, info, contact_id)
     except MergeError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"contact {record.merged_contact_id} is separate from {record.kept_contact_id} again (merge {record.id} undone)")

@@ -7,13 +7,18 @@ import dataclasses
 import gc
 import signal
 from urllib.parse import urlsplit
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import click
 from aiohttp import web
 
 from hub.app import create_app
 from hub.cli import CliState, run
+from hub.console.passwords import generate_password, new_hasher
+from hub.console.users import count_users, create_user
 from hub.core import Hub
+from hub.metrics import metrics_app
 
 
 async def _until_signalled() -> None:
@@ -37,7 +42,39 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-async def _serve(hub: Hub, host: str, port: int, workers: bool) -> None:
+async def _demo_sign_in(hub: Hub, email: str) -> str:
+    """Make a demo console user for the first tenant if there is no user yet; the line telling how to sign in."""
+    tenants = await hub.tenants.all()
+    if not tenants:
+        return "no tenant yet: create one, then `hub users create`"
+    async with hub.db.sessions.begin() as session:
+        if await count_users(session):
+            return f"sign in as {email} with the password printed when it was made (or `hub users create`)"
+        password = generate_password()
+        await create_user(session, new_hasher(), email=email, password=password, role="tenant", tenant=tenants[0].slug)
+    # Shown once, here: only its argon2id hash is stored.
+    return f"sign in as {email} with password {password} (tenant {tenants[0].slug}; shown only this once)"
+
+
+@asynccontextmanager
+async def _metrics_listener(hub: Hub, host: str, port: int | None) -> AsyncIterator[None]:
+    """An operator-only listener serving /metrics without a token (bind it where only operators reach)."""
+    if port is None:
+        yield
+        return
+    runner = web.AppRunner(metrics_app(hub), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        click.echo(f"  metrics: http://{host}:{port}/metrics (operator listener)", err=True)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def _serve(
+    hub: Hub, host: str, port: int, workers: bool, demo_user: str | None = None, metrics: tuple[str, int | None] = ("127.0.0.1", None)
+) -> None:
     async with hub.running():
         _freeze_startup_objects()
         app = create_app(hub, run_workers=workers, manage_hub=False)
@@ -48,7 +85,12 @@ async def _serve(hub: Hub, host: str, port: int, workers: bool) -> None:
             await site.start()
             click.echo(f"Notification Hub serving on http://{host}:{port}/{_sandbox_note(hub)}", err=True)
             click.echo(f"  health: http://{host}:{port}/health   database: {hub.db.safe_url}", err=True)
-            await _until_signalled()
+            if demo_user:
+                click.echo(f"  console: http://{host}:{port}/   {await _demo_sign_in(hub, demo_user)}", err=True)
+            else:
+                click.echo(f"  console: http://{host}:{port}/", err=True)
+            async with _metrics_listener(hub, *metrics):
+                await _until_signalled()
         finally:
             await runner.cleanup()
 
@@ -69,29 +111,39 @@ def served_public_url(public_url: str, host: str, port: int) -> str | None:
     return f"http://{shown}:{port}"
 
 
+METRICS_HOST = click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the operator-only metrics listener.")
+METRICS_PORT = click.option("--metrics-port", type=int, help="Serve /metrics without a token on this port (operator-only listener).")
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--no-workers", is_flag=True, help="Serve HTTP only; leave processing to `hub worker`.")
+@click.option("--demo-user", metavar="EMAIL", help="With no console user yet, create this one for the first tenant and print its password once.")
+@METRICS_HOST
+@METRICS_PORT
 @click.pass_obj
-def serve(state: CliState, host: str, port: int, no_workers: bool) -> None:
-    """Run the HTTP app (webhooks, API, health) and, by default, the workers."""
+def serve(state: CliState, host: str, port: int, no_workers: bool, demo_user: str | None, metrics_host: str, metrics_port: int | None) -> None:
+    """Run the HTTP app (console, webhooks, API, health) and, by default, the workers."""
     config = state.config()
     if (url := served_public_url(config.hub.public_url, host, port)) is not None:
         state.use_config(dataclasses.replace(config, hub=config.hub.model_copy(update={"public_url": url})))
         click.echo(f"  public_url: {url} (the loopback public_url {config.hub.public_url} names another port)", err=True)
-    run(_serve(state.hub(), host, port, not no_workers))
+    run(_serve(state.hub(), host, port, not no_workers, demo_user, (metrics_host, metrics_port)))
 
 
-async def _work(hub: Hub) -> None:
+async def _work(hub: Hub, metrics: tuple[str, int | None]) -> None:
     async with hub.running(), hub.workers():
         _freeze_startup_objects()
         click.echo(f"Notification Hub worker {hub.inbox.worker_id} running{_sandbox_note(hub)}", err=True)
-        await _until_signalled()
+        async with _metrics_listener(hub, *metrics):
+            await _until_signalled()
 
 
 @click.command()
+@METRICS_HOST
+@METRICS_PORT
 @click.pass_obj
-def worker(state: CliState) -> None:
+def worker(state: CliState, metrics_host: str, metrics_port: int | None) -> None:
     """Run only the workers (inbox processor and dispatcher), for more processes on PostgreSQL."""
-    run(_work(state.hub()))
+    run(_work(state.hub(), (metrics_host, metrics_port)))
