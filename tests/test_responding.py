@@ -78,11 +78,17 @@ async def _two(found: Any) -> Any:
 async def test_one_person_is_answered_in_order_never_concurrently_across_processes(database_url: str, tmp_path: Path) -> None:
     records = tmp_path / "probe.jsonl"
     first, second = probe_hub(database_url, records, label="a"), probe_hub(database_url, records, label="b")
-    async with working(first, second):
+    async with first.running(), second.running():
         for n in range(6):
-            # Alternate the hub that takes the webhook: both processes' workers see the messages.
+            # Alternate the hub that takes the webhook. They are stored before any worker runs: which
+            # process's inbox records which message (and so message order across processes) is the
+            # inbox's concern, not the responders'.
             await write((first, second)[n % 2], ANA, f"probe 0.2 question {n}", f"q{n}")
-        texts = await wait_for(lambda: _count(replies(first), 6), timeout=30)
+        while await first.inbox.process_pending():
+            pass
+        async with first.workers(), second.workers():
+            # Both runners' first sweep finds the same unanswered conversation: they contend for its lock.
+            texts = await wait_for(lambda: _count(replies(first), 6), timeout=30)
     assert texts == [f"answered probe 0.2 question {n}" for n in range(6)]
     events = probe_records(records)
     starts = [e for e in events if e["event"] == "start"]
