@@ -46,6 +46,7 @@ from hub.outbound_webhooks import emit_outcomes
 from hub.outbox import WAKE_CHANNEL, NotificationStatus, Verdict, history_entry
 from hub.templates import TemplateError
 from hub.tenants import TenantInfo
+from hub.waiting import idle
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -464,11 +465,7 @@ class Dispatcher:
                     delay = self.poll_seconds
                 if delay <= 0:
                     continue
-                self._wake.clear()
-                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+                await idle(self._wake, stop, delay)
         finally:
             if listener is not None:
                 await listener.close()

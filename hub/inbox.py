@@ -32,6 +32,7 @@ from hub.events import INBOX_EVENT_TYPES, InboxEvent
 from hub.models import InboxEventRow, utcnow
 from hub.tenants import TenantDirectory
 from hub.unit_of_work import UnitOfWork
+from hub.waiting import idle
 
 Processor = Callable[[UnitOfWork, InboxEvent], Awaitable[None]]
 """Applies one event inside the given unit of work, registering its after-commit effects (hooks) on it."""
@@ -254,8 +255,4 @@ class Inbox:
                 claimed = 0
             if claimed:
                 continue
-            self._wake.clear()
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+            await idle(self._wake, stop, self.poll_seconds)

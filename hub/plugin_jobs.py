@@ -30,6 +30,7 @@ from hub.errors import PermanentError, TransientError
 from hub.models import PluginJob, utcnow
 from hub.port import Job, JobHandler
 from hub.tenants import TenantDirectory
+from hub.waiting import idle
 
 LEASE = dt.timedelta(minutes=2)
 MAX_BACKOFF = dt.timedelta(minutes=15)
@@ -208,11 +209,7 @@ class PluginJobs:
                 claimed = 0
             if claimed:
                 continue
-            self._wake.clear()
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+            await idle(self._wake, stop, self.poll_seconds)
 
 
 def _error(exc: BaseException) -> str:

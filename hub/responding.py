@@ -41,6 +41,7 @@ from hub.handoff import BOT, HUMAN, conversation_view, load_conversation, mark_h
 from hub.models import Contact, Conversation, Message, utcnow
 from hub.notifications import NotificationRequest
 from hub.responders import Reply
+from hub.waiting import idle
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -93,11 +94,7 @@ class ResponderRunner:
                     task = asyncio.create_task(self._answer_guarded(conversation_id, slots))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                self._wake.clear()
-                waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-                await asyncio.wait(waiters, timeout=max(0.0, next_sweep - loop.time()), return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
+                await idle(self._wake, stop, next_sweep - loop.time())
         finally:
             # Replies in progress finish (their cursor moves with the reply); nothing new starts.
             if tasks:
