@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from hub.appointment_input import AppointmentInput
 from hub.channels import Channel, Delivery, Health, OutboundMessage
+from hub.contact_view import ContactView, IdentityView, MessageView, NotificationView
 from hub.errors import ChannelError, HubError, PermanentError, TemplateError, TransientError, UnknownContact, UnknownTenant
+from hub.header_text import UnsafeHeader, header_text
 from hub.events import (
     AppointmentEvent,
     AppointmentRef,
     ContactRef,
     Conversation,
+    DeferredEvent,
     DeliveryStatus,
     DeliveryStatusEvent,
     IdentityRef,
@@ -30,7 +33,8 @@ from hub.events import (
 from hub.notifications import NotificationRequest
 from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id, normalize_address, normalize_email, normalize_phone
 from hub.plugins import hookimpl
-from hub.port import AppointmentUpdate, HubPort, TenantProfile
+from hub.request_body import parse_json
+from hub.port import AppointmentUpdate, HubPort, Job, TenantProfile
 from hub.business import BusinessProfile, Service
 from hub.responders import ContactDetails, ContextSection, ConversationMessage, Reply, Tool
 from hub.settings import PluginSettings, ProviderSettings
@@ -66,9 +70,11 @@ __all__ = [
     "ChannelError",
     "ContactDetails",
     "ContactRef",
+    "ContactView",
     "ContextSection",
     "Conversation",
     "ConversationMessage",
+    "DeferredEvent",
     "Delivery",
     "DeliveryStatus",
     "DeliveryStatusEvent",
@@ -77,9 +83,13 @@ __all__ = [
     "HubError",
     "HubPort",
     "IdentityRef",
+    "IdentityView",
     "InboundMessage",
     "InboxEvent",
     "InvalidAddress",
+    "Job",
+    "MessageView",
+    "NotificationView",
     "NotificationRequest",
     "OptOutEvent",
     "OutboundMessage",
@@ -95,13 +105,16 @@ __all__ = [
     "TransientError",
     "UnknownContact",
     "UnknownTenant",
+    "UnsafeHeader",
     "WHATSAPP_ID",
+    "header_text",
     "hookimpl",
     "is_whatsapp_id",
     "hub_from_context",
     "normalize_address",
     "normalize_email",
     "normalize_phone",
+    "parse_json",
     "run_with_hub",
     "with_open_hub",
 ]

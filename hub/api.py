@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
+
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from hub.appointment_input import AppointmentInput, AppointmentStatus
-from hub.config import is_timezone
 from hub.contacts import find_contact
 from hub.core import Hub
+from hub.errors import TemplateError
+from hub.header_text import UnsafeHeader, header_text
+from hub.input_rules import LOCALE_PATTERN, MAX_ID, check_locale, check_moment, check_timezone, check_url, iso_text
 from hub.models import Appointment, Contact, DeliveryAttempt, IdempotencyRecord, Identity, Message, Notification, utcnow
 from hub.notifications import NotificationRequest
 from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id
+from hub.request_body import parse_json, text_problem
 from hub.tenants import TenantInfo, tenant_for_api_key
 
 TENANT_KEY = web.RequestKey("tenant", TenantInfo)
@@ -39,23 +42,44 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# The rules below are stated in the OpenAPI document too (format, pattern, lengths), so a client
+# can check a request before sending it; the validators say the rest (time window, IANA zones).
+Moment = Annotated[
+    AwareDatetime, BeforeValidator(iso_text), AfterValidator(check_moment),
+    Field(description="ISO 8601 with an offset, between 1900 and 2200"),
+]
+Url = Annotated[str, Field(max_length=2000, pattern=r"^https?://\S+$", description="An http(s) URL"), AfterValidator(check_url)]
+Locale = Annotated[str, Field(max_length=16, pattern=LOCALE_PATTERN, description="A language tag: es, es-MX, pt_BR"), AfterValidator(check_locale)]
+TimeZone = Annotated[str, Field(max_length=64, description="An IANA time zone such as Europe/Madrid"), AfterValidator(check_timezone)]
+
+
 class NotificationIn(Strict):
     """POST /notifications: send now or at `send_at`, to a contact or an address."""
 
     kind: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$")]
-    contact_id: int | None = None
-    to: Annotated[str | None, Field(max_length=320, description="+34600123456, whatsapp:+34..., or an email")] = None
-    template: Annotated[str | None, Field(max_length=200, pattern=r"^[a-z0-9_\-]+$")] = None
-    data: dict[str, Any] = Field(default_factory=dict)
-    send_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
-    channels: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, description="Mediums or channel names in order")
-    locale: Annotated[str | None, Field(max_length=16)] = None
+    contact_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
+    to: Annotated[str | None, Field(min_length=1, max_length=320, description="+34600123456, whatsapp:+34..., or an email")] = None
+    template: Annotated[str | None, Field(min_length=1, max_length=200, pattern=r"^[a-z0-9_\-]+$")] = None
+    data: dict[str, Any] = Field(default_factory=dict, description="Template variables; `subject` becomes an email's subject")
+    send_at: Moment | None = None
+    expires_at: Moment | None = None
+    channels: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20, description="Mediums or channel names in order")
+    locale: Locale | None = None
 
     @model_validator(mode="after")
     def _one_recipient(self) -> NotificationIn:
         if (self.contact_id is None) == (self.to is None):
             raise ValueError("give exactly one of contact_id and to")
+        if self.expires_at is not None and self.expires_at <= (self.send_at or utcnow()):
+            raise ValueError("expires_at must be after send_at (or after now)")
+        subject = self.data.get("subject")
+        if subject is not None:
+            if not isinstance(subject, str):
+                raise ValueError("data.subject must be text")
+            try:
+                header_text(subject)
+            except UnsafeHeader as exc:
+                raise ValueError(f"data.subject {exc}") from None
         return self
 
 
@@ -64,22 +88,22 @@ class ContactIn(Strict):
     phone: Annotated[str | None, Field(max_length=64)] = None
     whatsapp: Annotated[str | None, Field(max_length=64)] = None
     email: Annotated[str | None, Field(max_length=320)] = None
-    locale: Annotated[str | None, Field(max_length=16)] = None
-    timezone: Annotated[str | None, Field(max_length=64)] = None
+    locale: Locale | None = None
+    timezone: TimeZone | None = None
 
 
 class AppointmentIn(Strict):
     """PUT /appointments/{external_id}: the appointment as your booking system knows it."""
 
     contact: ContactIn
-    start: AwareDatetime
-    end: AwareDatetime | None = None
-    timezone: Annotated[str | None, Field(max_length=64)] = None
+    start: Moment
+    end: Moment | None = None
+    timezone: TimeZone | None = None
     service: Annotated[str | None, Field(max_length=200)] = None
     location: Annotated[str | None, Field(max_length=2000)] = None
     status: AppointmentStatus = "scheduled"
-    cancel_url: Annotated[str | None, Field(max_length=2000)] = None
-    reschedule_url: Annotated[str | None, Field(max_length=2000)] = None
+    cancel_url: Url | None = None
+    reschedule_url: Url | None = None
     reason: Annotated[str | None, Field(max_length=500)] = None
 
     @model_validator(mode="after")
@@ -110,6 +134,10 @@ class AppointmentIn(Strict):
         )
 
 
+class _KeyReused(Exception):
+    """The Idempotency-Key was taken, concurrently, by a request with another body."""
+
+
 def problem(status: int, error: str, **extra: Any) -> web.Response:
     """A JSON error response."""
     return web.json_response({"error": error, **extra}, status=status)
@@ -122,10 +150,7 @@ def invalid(field: str, reason: str) -> web.Response:
 
 async def parse(request: web.Request, model: type[Strict]) -> Any:
     """The request body validated by `model`; raises a 4xx response otherwise."""
-    try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "malformed_json"}), content_type="application/json") from None
+    raw = parse_json(await request.read())
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -135,6 +160,14 @@ async def parse(request: web.Request, model: type[Strict]) -> Any:
         raise web.HTTPUnprocessableEntity(text=response.text, content_type="application/json") from None
 
 
+def path_id(request: web.Request) -> int | None:
+    """The `{id}` of the path when it is a storable id, else None."""
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 1 <= int(raw) <= MAX_ID:
+        return None
+    return int(raw)
+
+
 def iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -142,7 +175,8 @@ def iso(value: dt.datetime | None) -> str | None:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer API key -> the request's tenant; the OpenAPI description is public."""
-    if request.path.endswith("/openapi.json"):
+    # The route, not the path's ending: /api/v1/contacts/openapi.json is an ordinary (authenticated) path.
+    if request.match_info.route.name == "openapi":
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
@@ -152,7 +186,12 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     async with hub.db.sessions() as session:
         tenant = await tenant_for_api_key(session, key.strip())
     if tenant is None:
-        return problem(401, "unauthorized", detail="unknown or revoked API key")
+        return problem(401, "unauthorized", detail="unknown, revoked or expired API key")
+    wait = await hub.rate_limits.hit(f"api:{tenant.id}", tenant.api_requests_per_minute)
+    if wait is not None:
+        response = problem(429, "rate_limited", detail=f"at most {tenant.api_requests_per_minute} requests a minute")
+        response.headers["Retry-After"] = str(int(wait))
+        return response
     request[TENANT_KEY] = tenant
     return await handler(request)
 
@@ -202,6 +241,14 @@ class Api:
             unknown = [c for c in body.channels if c not in self.hub.channels and c not in {ch.medium for ch in self.hub.channels.values()}]
             if unknown:
                 return invalid("channels", f"unknown channel or medium {unknown[0]!r}")
+        if problem := self._template_problem(tenant, body):
+            return invalid("template" if body.template else "kind", problem)
+        try:
+            return await self._queue(tenant, body, key, digest)
+        except _KeyReused:
+            return invalid("Idempotency-Key", "already used with a different request body")
+
+    async def _queue(self, tenant: TenantInfo, body: NotificationIn, key: str, digest: str) -> web.Response:
         async with self.hub.unit_of_work() as uow:
             session = uow.session
             if body.contact_id is not None:
@@ -228,7 +275,27 @@ class Api:
                     insert.values(tenant_id=tenant.id, key=key, request_hash=digest, status=202, body=answer, created_at=utcnow())
                     .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
                 )
+                # A concurrent request with the same key and another body won the insert: this one is refused,
+                # and rolled back, rather than answered 202 for a body that was never queued.
+                stored = await session.scalar(
+                    select(IdempotencyRecord.request_hash).where(IdempotencyRecord.tenant_id == tenant.id, IdempotencyRecord.key == key)
+                )
+                if stored != digest:
+                    raise _KeyReused()
         return web.json_response(answer, status=202)
+
+    def _template_problem(self, tenant: TenantInfo, body: NotificationIn) -> str | None:
+        """Why no channel could render this notification (no template for its kind), or None."""
+        name = body.template or body.kind
+        mediums = {channel.medium for channel in self.hub.channels.values()} or {"text"}
+        locale = body.locale or tenant.locale
+        for medium in sorted(mediums):
+            try:
+                self.hub.templates.find(kind=name, medium=medium, locale=locale, tenant_dir=self.hub.tenant_template_dir(tenant))
+                return None
+            except TemplateError:
+                continue
+        return f"no template named {name!r} (see `hub templates list`)"
 
     async def _replay(self, tenant: TenantInfo, key: str, digest: str) -> web.Response | None:
         async with self.hub.db.sessions() as session:
@@ -243,10 +310,9 @@ class Api:
 
     async def get_notification(self, request: web.Request) -> web.Response:
         tenant = request[TENANT_KEY]
-        try:
-            notification_id = int(request.match_info["id"])
-        except ValueError:
-            return invalid("id", "must be an integer")
+        notification_id = path_id(request)
+        if notification_id is None:
+            return invalid("id", f"must be an integer from 1 to {MAX_ID}")
         async with self.hub.db.sessions() as session:
             row = await session.scalar(
                 select(Notification).where(Notification.id == notification_id, Notification.tenant_id == tenant.id)
@@ -267,12 +333,11 @@ class Api:
     async def put_appointment(self, request: web.Request) -> web.Response:
         tenant = request[TENANT_KEY]
         external_id = request.match_info["external_id"]
-        if len(external_id) > 300:
-            return invalid("external_id", "at most 300 characters")
+        if not 1 <= len(external_id) <= 300:
+            return invalid("external_id", "1 to 300 characters")
+        if problem := text_problem(external_id):
+            return invalid("external_id", problem)
         body: AppointmentIn = await parse(request, AppointmentIn)
-        for field, value in (("timezone", body.timezone), ("contact.timezone", body.contact.timezone)):
-            if value and not is_timezone(value):
-                return invalid(field, f"unknown timezone {value!r}")
         try:
             async with self.hub.unit_of_work() as uow:
                 change = await self.hub.apply_appointment(uow, tenant, body.to_input(external_id))
@@ -297,6 +362,10 @@ class Api:
         if len(query) != 1:
             return invalid("query", "give exactly one of phone= or email=")
         (kind, raw), = query.items()
+        if len(raw) > (64 if kind == "phone" else 320):
+            return invalid(kind, "too long")
+        if problem := text_problem(raw):
+            return invalid(kind, problem)
         async with self.hub.db.sessions() as session:
             try:
                 contact = await find_contact(session, tenant, kind, raw)
@@ -307,10 +376,9 @@ class Api:
 
     async def get_contact(self, request: web.Request) -> web.Response:
         tenant = request[TENANT_KEY]
-        try:
-            contact_id = int(request.match_info["id"])
-        except ValueError:
-            return invalid("id", "must be an integer")
+        contact_id = path_id(request)
+        if contact_id is None:
+            return invalid("id", f"must be an integer from 1 to {MAX_ID}")
         async with self.hub.db.sessions() as session:
             contact = await session.scalar(select(Contact).where(Contact.id == contact_id, Contact.tenant_id == tenant.id))
             if contact is None:
@@ -359,13 +427,22 @@ def openapi_document(server: str) -> dict[str, Any]:
     def answer(description: str) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
 
+    def failure(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
     errors = {
-        "401": {"description": "Missing or unknown API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        "422": {"description": "Validation failed: `field` and `reason` say why", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "400": failure("The body is not JSON (or not UTF-8)"),
+        "401": failure("Missing, unknown, revoked or expired API key"),
+        "408": failure("The body did not arrive within the body timeout"),
+        "413": failure("The body is larger than max_body_bytes"),
+        "429": failure("Over the tenant's api_requests_per_minute; retry after `Retry-After` seconds"),
+        "422": failure("Validation failed: `field` and `reason` say why (lengths, patterns, formats, nesting depth at most 32, "
+                     "integers within 64 bits, no NaN, no NUL characters or lone surrogates, times between 1900 and 2200)"),
+        "503": failure("The database is unavailable; retry after `Retry-After` seconds"),
     }
     idempotency = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200},
                    "description": "A retried POST with the same key returns the first answer."}
-    path_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    path_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Notification Hub API", "version": "1"},
@@ -379,12 +456,13 @@ def openapi_document(server: str) -> dict[str, Any]:
                                             "responses": {"200": answer("The notification"), "404": answer("No such notification"), **errors}}},
             "/appointments/{external_id}": {"put": {
                 "summary": "Create or update an appointment; drives confirmation, reminders, reschedule and cancellation notices",
-                "parameters": [{"name": "external_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [{"name": "external_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 300}}],
                 "requestBody": body("AppointmentIn"),
                 "responses": {"201": answer("Created"), "200": answer("Updated"), **errors}}},
             "/contacts": {"get": {"summary": "Find a contact by phone or email",
-                                  "parameters": [{"name": "phone", "in": "query", "schema": {"type": "string"}},
-                                                 {"name": "email", "in": "query", "schema": {"type": "string"}}],
+                                  "parameters": [{"name": "phone", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                                                 {"name": "email", "in": "query", "schema": {"type": "string", "maxLength": 320}}],
                                   "responses": {"200": answer("Matching contacts"), **errors}}},
             "/contacts/{id}": {"get": {"summary": "A contact: identities, appointments and notification timeline", "parameters": [path_id],
                                        "responses": {"200": answer("The contact"), "404": answer("No such contact"), **errors}}},
@@ -403,5 +481,5 @@ def create_api(hub: Hub, middlewares: list[Any]) -> web.Application:
     app.router.add_put("/appointments/{external_id}", api.put_appointment)
     app.router.add_get("/contacts", api.find_contacts)
     app.router.add_get("/contacts/{id}", api.get_contact)
-    app.router.add_get("/openapi.json", api.openapi)
+    app.router.add_get("/openapi.json", api.openapi, name="openapi")
     return app

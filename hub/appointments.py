@@ -177,6 +177,9 @@ async def _notifications_for(
         touched += await schedule_reminders(session, tenant, row, now)
     elif change == "canceled":
         await cancel_pending(session, row.id, "appointment canceled")
+        if old_status is None:
+            # First heard of already canceled: the client was never told about it, so nothing to take back.
+            return touched
         await notice("cancellation", f"appointment:{row.id}:cancellation:{row.start_at.isoformat()}", {"reason": data.reason})
     elif change == "no_show":
         await cancel_pending(session, row.id, "appointment marked no-show")

@@ -48,6 +48,13 @@ class CliState:
             configure_logging(self._config.hub.log_level)
         return self._config
 
+    def use_config(self, config: Config) -> None:
+        """Replace the config before the hub opens: `hub serve` fills in its own address."""
+        self._config = config
+        if self._hub is not None:
+            # Built (to list plugin commands) but not opened: it reads the config from here on.
+            self._hub.config = config
+
     def hub(self) -> Hub:
         if self._hub is None:
             config = self.config()

@@ -6,18 +6,17 @@ in, so tests and the CLI decide what the hub sees.
 
 from __future__ import annotations
 
-import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import available_timezones
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hub.errors import ConfigError
+from hub.input_rules import check_locale, is_timezone
 from hub.settings import PluginSettings, ProviderSettings
 from hub.tenant_policy import TenantPolicy
 
@@ -40,6 +39,10 @@ class HubSettings(BaseModel):
     auto_migrate: bool | None = None
     """Migrate on start; None means "yes on SQLite, no elsewhere"."""
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    webhook_requests_per_minute: int = Field(default=1200, ge=1)
+    """Webhook requests one source address may make per minute to one plugin; past it: 429 with Retry-After."""
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Longest a request body may take to arrive; a slower client gets 408 and is closed."""
     inbox_max_attempts: int = Field(default=5, ge=1)
     inbox_poll_seconds: float = Field(default=1.0, gt=0)
     dispatch_poll_seconds: float = Field(default=1.0, gt=0)
@@ -92,6 +95,11 @@ class TenantSettings(TenantPolicy):
             raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Europe/Madrid)")
         return value
 
+    @field_validator("locale")
+    @classmethod
+    def _language_tag(cls, value: str) -> str:
+        return check_locale(value)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -111,16 +119,6 @@ class Config:
     def plugin_dir_paths(self) -> list[Path]:
         """`plugin_dirs`, resolved relative to the config file."""
         return [(self.base_dir / d).resolve() for d in self.hub.plugin_dirs]
-
-
-@functools.cache
-def _timezone_names() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
-def is_timezone(name: str) -> bool:
-    """Whether `name` is an IANA time zone (a set lookup: ZoneInfo("America") raises OSError, not a clean error)."""
-    return name in _timezone_names()
 
 
 def config_path(explicit: str | None, environ: Mapping[str, str]) -> str:
@@ -187,6 +185,8 @@ def resolve_secrets(table: Mapping[str, Any], name: str, where: str, environ: Ma
             var = value["env"]
             if var not in environ:
                 raise ConfigError(name, f"{where}.{key}", f"environment variable {var} is not set")
+            if not environ[var].strip():
+                raise ConfigError(name, f"{where}.{key}", f"environment variable {var} is empty")
             resolved[key] = environ[var]
         elif isinstance(value, dict):
             resolved[key] = resolve_secrets(value, name, f"{where}.{key}", environ)

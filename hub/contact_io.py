@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import itertools
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hub.config import is_timezone
+from hub.input_rules import LOCALE_PATTERN
 from hub.contacts import identity_key, link
 from hub.core import Hub
 from hub.models import Contact, Identity
@@ -20,6 +23,7 @@ from hub.unit_of_work import UnitOfWork
 COLUMNS = ("name", "phone", "whatsapp", "email", "locale", "timezone", "external_id")
 ADDRESS_COLUMNS = ("phone", "whatsapp", "email")
 # The widths of the contacts columns: a longer value would be cut (SQLite) or refused (PostgreSQL).
+LOCALE = re.compile(LOCALE_PATTERN)
 PROFILE_LENGTHS = {"name": 200, "locale": 16, "external_id": 200}
 BATCH = 200
 
@@ -70,6 +74,9 @@ def _row_evidence(row: dict[str, str], line: int, region: str, report: ImportRep
             report.errors.append(RowError(line, column, f"too long (at most {limit} characters)"))
             value = ""
         profile[column] = value or None
+    if profile.get("locale") and not LOCALE.fullmatch(profile["locale"]):
+        report.errors.append(RowError(line, "locale", "not a language tag (use es, es-MX or pt_BR)"))
+        profile["locale"] = None
     timezone = cell("timezone")
     if timezone:
         if is_timezone(timezone):
@@ -77,6 +84,11 @@ def _row_evidence(row: dict[str, str], line: int, region: str, report: ImportRep
         else:
             report.errors.append(RowError(line, "timezone", f"unknown timezone {timezone!r}"))
     return addresses, profile
+
+
+def _delimiter(header: str) -> str:
+    """`;` for a file whose header is separated by semicolons (a spreadsheet's default in much of the world), else `,`."""
+    return ";" if header.count(";") > header.count(",") else ","
 
 
 def _check_header(fieldnames: Sequence[str] | None) -> None:
@@ -98,7 +110,9 @@ async def import_contacts(
 ) -> ImportReport:
     """Link every row of a client list through the resolver; idempotent when run again."""
     tenant = await hub.tenants.get(tenant_slug)
-    reader = csv.DictReader(lines)
+    lines = iter(lines)
+    first_line = next(lines, "")
+    reader = csv.DictReader(itertools.chain([first_line], lines), delimiter=_delimiter(first_line))
     try:
         _check_header(reader.fieldnames)
     except csv.Error as exc:
@@ -120,14 +134,28 @@ async def _import_batch(
     """Link up to BATCH rows; True when the file is exhausted."""
     first = report.rows
     while report.rows - first < BATCH:
+        # A row (a quoted value may span lines) starts on the line after the last one read.
+        line = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             return True
         except csv.Error as exc:
             # The file cannot be read past this point (e.g. an unclosed quote swallowed the rest).
-            raise ValueError(f"line {reader.line_num}: {exc}") from None
-        line = reader.line_num
+            raise ValueError(f"line {line}: {exc}") from None
+        columns = len(reader.fieldnames or ())
+        extra = row.pop(None, None)
+        if extra:
+            report.rows += 1
+            report.errors.append(RowError(line, "row", f"{columns + len(extra)} values for {columns} columns (is a value missing its quotes?)"))
+            progress(1)
+            continue
+        present = [value for value in row.values() if value is not None]
+        if present and len(present) < columns:
+            report.rows += 1
+            report.errors.append(RowError(line, "row", f"{len(present)} values for {columns} columns"))
+            progress(1)
+            continue
         if not any((value or "").strip() if isinstance(value, str) else value for value in row.values()):
             # A blank row (",,,,") that spreadsheets leave at the end: no data, no problem.
             progress(1)

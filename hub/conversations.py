@@ -54,14 +54,14 @@ async def recent_messages(hub: Hub, tenant: str, conversation_id: int, limit: in
     info = await hub.tenants.get(tenant)
     async with hub.db.sessions() as session:
         await load_conversation(session, info, conversation_id)
-        rows = (await session.execute(
+        thread = (await session.execute(
             select(Message.id, Message.direction, Message.body, Message.created_at, Notification.kind, Notification.appointment_id)
             .outerjoin(Notification, Notification.id == Message.notification_id)
             .where(Message.conversation_id == conversation_id)
             .order_by(Message.id.desc())
             .limit(max(1, min(limit, 100)))
         )).all()
-    return [ConversationMessage(r.id, r.direction, r.body, r.created_at, r.kind, r.appointment_id) for r in reversed(rows)]
+    return [ConversationMessage(m.id, m.direction, m.body, m.created_at, m.kind, m.appointment_id) for m in reversed(thread)]
 
 
 async def contact_details(hub: Hub, tenant: str, contact_id: int) -> ContactDetails:

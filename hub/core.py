@@ -9,7 +9,8 @@ there is no module-level state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import pluggy
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from hub import conversations, handoff
@@ -27,7 +28,12 @@ from hub.appointments import AppointmentChange, AppointmentInput, appointment_pr
 from hub.channels import Channel, Health
 from hub.config import Config, resolve_secrets, validate_table
 from hub.contacts import LinkOutcome, set_opt_out
+from hub import contact_actions
+from hub.contact_reads import load_contact_view
+from hub.contact_view import ContactView
+from hub.plugin_jobs import PluginJobs
 from hub.database import Database
+from hub.deferred_events import deferred_processors
 from hub.dispatcher import Dispatcher
 from hub.errors import ConfigError, PluginLoadError, UnknownContact
 from hub.events import AppointmentRef, ContactRef, InboxEvent, OptOutEvent
@@ -42,11 +48,13 @@ from hub.models import Contact, PluginData
 from hub.notifications import NotificationRequest
 from hub.outbox import Enqueued, enqueue
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
-from hub.port import AppointmentUpdate, HubPort, TenantProfile
+from hub.port import AppointmentUpdate, HubPort, JobHandler, TenantProfile
 from hub.business import BusinessProfile
+from hub.rate_limits import RateLimiter
 from hub.responders import ContactDetails, ContextSection, ConversationMessage, Tool
 from hub.responding import ResponderRunner
 from hub.templates import SHIPPED_TEMPLATES, Templates
+from hub.settings import ProviderSettings
 from hub.tenant_settings import TenantSettingsStore
 from hub.tenants import TenantDirectory, TenantInfo, upsert_tenant
 from hub.unit_of_work import UnitOfWork, unit_of_work
@@ -80,16 +88,20 @@ class Hub:
         self.log = structlog.get_logger("hub")
         self.db = Database(config.hub.database_url)
         self.tenants = TenantDirectory(self.db.sessions)
+        # Issue 13: request limits per tenant (API) and per source (webhooks).
+        self.rate_limits = RateLimiter(self.db)
         self.inbox = Inbox(
             self.db, self.tenants, max_attempts=config.hub.inbox_max_attempts, poll_seconds=config.hub.inbox_poll_seconds,
             unit_of_work=self.unit_of_work,
         )
         self.inbox.processors.update(message_processors(self))
         self.inbox.processors.update(appointment_processors(self))
+        self.inbox.processors.update(deferred_processors(self))  # issue 13: webhooks plugins complete later
         self.dispatcher = Dispatcher(self)
         self.responders = ResponderRunner(self)
         # issue 12: this process's Prometheus metrics (hub/metrics.py)
         self.metrics = HubMetrics()
+        self.plugin_jobs = PluginJobs(self.db, self.tenants, poll_seconds=config.hub.inbox_poll_seconds)
         self._settings_models: dict[str, type[BaseModel]] = {}
         self.plugins: dict[str, PluginState] = {}
         self.tenant_settings = TenantSettingsStore(config, self.db, self._settings_models, self.plugins)
@@ -145,12 +157,35 @@ class Hub:
                     continue
                 self.plugins[info.name] = PluginState(info, settings, True)
                 continue
+            if (missing := self._missing_keys_only(model, table, f"plugins.{info.name}")) is not None:
+                # Issue 13: a global table without the account keys (only `sandbox = false`, say) holds
+                # defaults for the tenants that bring their own account; their merged settings are checked below.
+                self.plugins[info.name] = PluginState(info, None, False, f"[plugins.{info.name}] has no {missing}: set per tenant")
+                continue
             settings = self._validate_plugin_table(model, table, f"plugins.{info.name}")
             self.plugins[info.name] = PluginState(info, settings, True)
         for slug, tenant in self.config.tenants.items():
             for name in tenant.plugins:
                 if name in self.plugins:
                     self.settings_for(name, slug)  # fail at start, not on the first event
+
+    def _missing_keys_only(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> str | None:
+        """The first missing key when the table is only defaults for tenants, else None.
+
+        Only defaults: it holds nothing but provider switches (`sandbox`), or a tenant brings its
+        own table for the plugin; and all that is wrong with it alone is keys left to the tenants.
+        """
+        plugin = where.removeprefix("plugins.")
+        switches_only = bool(table) and set(table) <= set(ProviderSettings.model_fields)
+        if not switches_only and not any(plugin in tenant.plugins for tenant in self.config.tenants.values()):
+            return None
+        try:
+            model.model_validate(resolve_secrets(table, self.config.path, where, self.config.environ))
+        except ValidationError as exc:
+            errors = exc.errors()
+            if errors and all(error["type"] == "missing" for error in errors):
+                return ".".join(str(part) for part in errors[0]["loc"])
+        return None
 
     def _validate_plugin_table(self, model: type[BaseModel], table: Mapping[str, Any], where: str) -> BaseModel:
         resolved = resolve_secrets(table, self.config.path, where, self.config.environ)
@@ -239,6 +274,7 @@ class Hub:
             asyncio.create_task(self.inbox.run(stop), name="hub-inbox-worker"),
             asyncio.create_task(self.dispatcher.run(stop), name="hub-dispatcher"),
             asyncio.create_task(self.responders.run(stop), name="hub-responders"),
+            asyncio.create_task(self.plugin_jobs.run(stop), name="hub-plugin-jobs"),
         ]
         try:
             yield
@@ -381,6 +417,64 @@ class Hub:
             else:
                 row.value = value
 
+    # --- chatwoot (issue 11) ---------------------------------------------------
+
+    async def contact_view(self, tenant: str, contact_id: int) -> ContactView:
+        """One contact as an agent panel shows it (the port's `contact_view`)."""
+        info = await self.tenants.get(tenant)
+        async with self.db.sessions() as session:
+            return await load_contact_view(session, info, contact_id)
+
+    async def find_contact_id(self, tenant: str, kind: str, address: str) -> int | None:
+        """The id of the contact owning an address, or None (the port's `find_contact_id`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.find_contact_id(uow, info, kind, address)
+
+    async def link_identities(
+        self, tenant: str, addresses: Sequence[tuple[str, str]], *, name: str | None = None, reason: str
+    ) -> int:
+        """Link addresses of one person into one contact (the port's `link_identities`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.link_identities(self, uow, info, addresses, name=name, reason=reason)
+
+    async def record_outbound(
+        self, tenant: str, *, contact_id: int, medium: str, channel: str, body: str, provider_id: str,
+        sent_at: dt.datetime | None = None,
+    ) -> int | None:
+        """Record a message sent to the contact outside the hub (the port's `record_outbound`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.record_outbound(
+                uow, info, contact_id=contact_id, medium=medium, channel=channel, body=body, provider_id=provider_id, sent_at=sent_at
+            )
+
+    async def find_conversation_id(self, tenant: str, contact_id: int, medium: str) -> int | None:
+        """The contact's conversation on a medium (the port's `find_conversation_id`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.find_conversation_id(uow, info, contact_id, medium)
+
+    async def cancel_notification(self, tenant: str, notification_id: int, *, reason: str) -> bool:
+        """Cancel one pending notification (the port's `cancel_notification`)."""
+        info = await self.tenants.get(tenant)
+        async with self.unit_of_work() as uow:
+            return await contact_actions.cancel_notification(uow, info, notification_id, reason=reason)
+
+    async def enqueue_job(
+        self, plugin: str, tenant: str, kind: str, key: str, payload: Mapping[str, Any], *,
+        delay_seconds: float = 0.0, once: bool = False,
+    ) -> bool:
+        """Durably queue (or coalesce) plugin work (the port's `enqueue_job`)."""
+        return await self.plugin_jobs.enqueue(plugin, tenant, kind, key, payload, delay_seconds=delay_seconds, once=once)
+
+    def handle_jobs(self, plugin: str, kind: str, handler: JobHandler) -> None:
+        """Register a plugin's job handler (the port's `handle_jobs`)."""
+        self.plugin_jobs.handle(plugin, kind, handler)
+
+    # --- end chatwoot (issue 11) ---------------------------------------------
+
     # --- responders (issue 14) ---
 
     async def hand_off(self, tenant: str, conversation_id: int, *, reason: str, summary: str) -> None:
@@ -454,6 +548,8 @@ class Hub:
         plugins: dict[str, Any] = {}
         for name, state in self.plugins.items():
             entry: dict[str, Any] = {"configured": state.configured, "failures": self.hooks.failures.get(name, 0)}
+            if not state.configured and (tenants := self.configured_tenants(name)):
+                entry["configured_per_tenant"] = tenants
             if state.sandbox is not None:
                 entry["sandbox"] = state.sandbox
             checks = {}

@@ -24,7 +24,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # Writers queue in SQLite's busy handler for up to 30 s rather than failing at once.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -42,7 +43,9 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.dialect = url.split("+", 1)[0].split(":", 1)[0]
-        kwargs: dict[str, Any] = {"echo": echo}
+        # hide_parameters: a failing statement's error text would otherwise quote its values
+        # (names, message bodies) into whatever logs it.
+        kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "postgresql":
             # Enough connections for a busy webhook burst plus the workers; no ping per checkout
             # (a round trip on every query): stale connections are recycled instead.

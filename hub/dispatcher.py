@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.channels import Channel, OutboundMessage
 from hub.errors import PermanentError, TransientError
+from hub.input_rules import web_link
 from hub.models import (
     Appointment,
     Contact,
@@ -81,6 +82,30 @@ class BatchContext:
     """(notification id, channel) -> transient failures so far: the per-channel retry budget."""
 
 
+def _alive(owner: str, host: str) -> bool:
+    """Whether the dispatcher named `owner` (host:pid:object) on this host may still be running."""
+    parts = owner.split(":")
+    if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+        return True  # not ours to judge
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True  # this process (another dispatcher object of it, in tests)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+APPOINTMENT_DEFAULTS: dict[str, Any] = {
+    "id": None, "external_id": None, "end": None, "service": None, "location": None, "timezone": None,
+    "status": "scheduled", "cancel_url": None, "reschedule_url": None, "sequence": 0,
+}
+"""The optional keys of a template's `appointment`, for appointments given as data."""
+
+
 class Dispatcher:
     """Sends what the outbox holds; `run` is the worker loop."""
 
@@ -105,7 +130,32 @@ class Dispatcher:
     async def _claim(self, now: dt.datetime) -> list[Any]:
         # Core statements on a plain connection: this is the hot path, no ORM objects needed.
         async with self.hub.db.engine.begin() as connection:
-            return await outbox.claim(connection, now=now, lease=self.lease, owner=self.worker_id, limit=self.batch_size)
+            lapsed = await outbox.lapsed_leases(connection, now=now)
+            rows = await outbox.claim(connection, now=now, lease=self.lease, owner=self.worker_id, limit=self.batch_size)
+            # A retaken row was being sent when its worker died: the record says so, since it may have gone out.
+            interrupted = [
+                {"notification_id": row.id, "channel": (lapsed[row.id][1] or "-")[:64], "provider_id": None, "outcome": "interrupted",
+                 "error": f"worker {lapsed[row.id][0] or '?'} stopped before recording the outcome: it may have been sent",
+                 "started_at": (lapsed[row.id][2] or now) - self.lease, "finished_at": now}
+                for row in rows if row.id in lapsed
+            ]
+            if interrupted:
+                await connection.execute(DeliveryAttempt.__table__.insert(), interrupted)
+            return rows
+
+    async def reclaim_dead_leases(self) -> int:
+        """End at once the leases held by this host's dead dispatchers (a process restarted after kill -9)."""
+        now = utcnow()
+        host = socket.gethostname()
+        async with self.hub.db.engine.begin() as connection:
+            owners = (await connection.execute(
+                select(Notification.lease_owner).where(Notification.status == NotificationStatus.SENDING, Notification.lease_owner.like(f"{host}:%")).distinct()
+            )).scalars().all()
+            dead = [owner for owner in owners if owner and owner != self.worker_id and not _alive(owner, host)]
+            count = await outbox.expire_leases(connection, dead, now=now)
+        if count:
+            self._log.info("dead_leases_reclaimed", notifications=count, workers=len(dead))
+        return count
 
     async def _context(self, rows: Sequence[Any]) -> BatchContext:
         contact_ids = {row.contact_id for row in rows if row.contact_id}
@@ -185,9 +235,19 @@ class Dispatcher:
                 "location": appointment.location,
                 "timezone": appointment.timezone,
                 "status": appointment.status,
-                "cancel_url": appointment.cancel_url,
-                "reschedule_url": appointment.reschedule_url,
+                # Only http(s) links reach a template's href, whatever the source stored.
+                "cancel_url": web_link(appointment.cancel_url),
+                "reschedule_url": web_link(appointment.reschedule_url),
                 "sequence": int((appointment.data or {}).get("sequence", 0)),
+            }
+        elif isinstance(context.get("appointment"), dict):
+            # An appointment given as data (`hub send --data`, the API): its optional keys are there, as None,
+            # so templates test them under StrictUndefined; only http(s) links survive.
+            given = context["appointment"]
+            context["appointment"] = {
+                **APPOINTMENT_DEFAULTS, **given,
+                "cancel_url": web_link(given.get("cancel_url") if isinstance(given.get("cancel_url"), str) else None),
+                "reschedule_url": web_link(given.get("reschedule_url") if isinstance(given.get("reschedule_url"), str) else None),
             }
         else:
             context.setdefault("appointment", None)
@@ -390,6 +450,10 @@ class Dispatcher:
         """Dispatch until `stop` is set; sleeps until the next due time, a wake-up, or the poll interval."""
         listener = await self._listen()
         try:
+            try:
+                await self.reclaim_dead_leases()
+            except Exception as exc:  # the leases run out by themselves anyway
+                self._log.warning("dead_lease_reclaim_failed", error=type(exc).__name__)
             while not stop.is_set():
                 try:
                     if await self.dispatch_due():

@@ -110,7 +110,25 @@ class OptOutEvent(InboxEvent):
     """Send the one opt-out confirmation once applied (providers such as Twilio SMS confirm by themselves)."""
 
 
-INBOX_EVENT_TYPES: tuple[type[InboxEvent], ...] = (InboundMessage, DeliveryStatusEvent, AppointmentEvent, OptOutEvent)
+@dataclass(frozen=True, kw_only=True)
+class DeferredEvent(InboxEvent):
+    """A verified webhook a plugin completes later, in the inbox worker (it needs a vendor call first).
+
+    The plugin's `complete_event` turns it into the events to process; when
+    that fails, the inbox retries the event with its usual backoff.
+    """
+
+    kind: ClassVar[str] = "plugin.deferred"
+    plugin: str
+    name: str
+    """What the vendor called the webhook (Calendly's `invitee.created`)."""
+    payload: dict[str, Any]
+    """The webhook's body, as verified."""
+
+
+INBOX_EVENT_TYPES: tuple[type[InboxEvent], ...] = (
+    InboundMessage, DeliveryStatusEvent, AppointmentEvent, OptOutEvent, DeferredEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,8 @@ class DeliveryStatus:
     notification_id: int | None
     error_code: str | None = None
     error_message: str | None = None
+    contact_id: int | None = None
+    """The contact the message went to, when the hub knows it."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
     from hub.channels import Channel
     from hub.port import HubPort
-    from hub.events import AppointmentRef, ContactRef, Conversation, DeliveryStatus, IdentityRef, ReceivedMessage
+    from hub.events import (
+        AppointmentRef, ContactRef, Conversation, DeferredEvent, DeliveryStatus, IdentityRef, InboxEvent, ReceivedMessage,
+    )
     from hub.responders import ContextSection, Reply, Tool
 
 hookspec = pluggy.HookspecMarker("hub")
@@ -207,6 +209,20 @@ def respond_to_message(hub: HubPort, conversation: Conversation, message: Receiv
     tenant's responder timeout. Responders that should run last (an
     offline rule engine) use `@hookimpl(trylast=True)`. The reply is queued
     through the outbox on the conversation's channel.
+    """
+
+
+# Issue 13: webhooks completed later, through the inbox.
+@hookspec(firstresult=True)
+def complete_event(hub: HubPort, event: DeferredEvent) -> list[InboxEvent] | None:
+    """Return the events a `hub.DeferredEvent` of yours stands for (an empty list: nothing to do), or None if it is not yours.
+
+    Called by the inbox worker for each `DeferredEvent` a plugin accepted
+    (`hub.accept(DeferredEvent(tenant=..., plugin=..., name=..., payload=...), ...)`),
+    inside the event's transaction; the events returned are processed there
+    at once. Raise (or let a vendor error out) when it cannot be completed
+    yet: the inbox retries the event with its backoff, up to
+    `inbox_max_attempts`.
     """
 
 

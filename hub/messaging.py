@@ -153,8 +153,11 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
         reported_at = event.reported_at or utcnow()
         message.status = event.status
         message.status_history = [*message.status_history, {"status": event.status, "at": reported_at.isoformat()}]
+        contact_id: int | None = None
         if message.notification_id is not None:
             notification = await session.get(Notification, message.notification_id)
+            if notification is not None:
+                contact_id = notification.contact_id
             latest = await session.scalar(select(func.max(Message.id)).where(Message.notification_id == message.notification_id))
             # Only the notification's latest message speaks for it: an older one went out for an earlier time.
             if notification is not None and latest == message.id:
@@ -176,6 +179,7 @@ def message_processors(hub: Hub) -> dict[str, Processor]:
             notification_id=message.notification_id,
             error_code=event.error_code,
             error_message=event.error_message,
+            contact_id=contact_id,
         )
 
         uow.after_commit("on_delivery_status", partial(hub.call, "on_delivery_status", hub=hub, status=view))

@@ -96,6 +96,23 @@ class ApiKey(Base):
     """The first characters of the key, shown to tell keys apart."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    """After this the key is refused like a revoked one; None never expires."""
+    last_used_at: Mapped[dt.datetime | None]
+    """When the key last authenticated a request (recorded at most once a minute)."""
+    name: Mapped[str | None] = mapped_column(String(100))
+    """Who or what holds the key, shown by `hub tenants keys list`."""
+
+
+class RateLimitWindow(Base):
+    """Requests counted in one fixed window for one bucket (tenant API, webhook source): shared by every process."""
+
+    __tablename__ = "rate_limit_windows"
+
+    bucket: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """Unix seconds at the window's start."""
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class Contact(Base):
@@ -291,7 +308,7 @@ class DeliveryAttempt(Base):
     channel: Mapped[str] = mapped_column(String(64))
     provider_id: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(20))
-    """"sent", "sandboxed", "transient", "permanent"."""
+    """"sent", "sandboxed", "transient", "permanent", "exhausted", or "interrupted" (its worker died mid-send: it may have gone out)."""
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None]
@@ -349,27 +366,6 @@ class PluginData(Base):
     key: Mapped[str] = mapped_column(String(200))
     value: Mapped[dict[str, Any]]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class ConversationEvent(Base):
-    """What happened in a conversation besides messages: model calls, tool calls, hand-offs, releases."""
-
-    __tablename__ = "conversation_events"
-    __table_args__ = (Index("ix_conversation_events_tenant_time", "tenant_id", "created_at"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    """"model_call", "tool_call", "handoff", "release"."""
-    name: Mapped[str] = mapped_column(String(200))
-    """The model, the tool, or who handed off / released."""
-    outcome: Mapped[str] = mapped_column(String(32))
-    """"ok", "error", "timeout", "refused"..."""
-    tokens: Mapped[int] = mapped_column(Integer, default=0)
-    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
-    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class TenantPluginSettings(Base):
@@ -444,3 +440,49 @@ class WebhookSubscription(Base):
     """The endpoint's own contact (one identity of kind "webhook"): deliveries are outbox notifications to it."""
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[dt.datetime | None]
+class PluginJob(Base):
+    """A durable unit of plugin work keyed per tenant: coalesced while pending, retried with backoff (hub/plugin_jobs.py)."""
+
+    __tablename__ = "plugin_jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "plugin", "key"),
+        Index("ix_plugin_jobs_due", "done_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    plugin: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any]]
+    generation: Mapped[int] = mapped_column(default=0)
+    """Bumped by every enqueue, so a run that started before the last one does not mark it done."""
+    due_at: Mapped[dt.datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_until: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    done_at: Mapped[dt.datetime | None]
+    failed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ConversationEvent(Base):
+    """What happened in a conversation besides messages: model calls, tool calls, hand-offs, releases."""
+
+    __tablename__ = "conversation_events"
+    __table_args__ = (Index("ix_conversation_events_tenant_time", "tenant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    """"model_call", "tool_call", "handoff", "release"."""
+    name: Mapped[str] = mapped_column(String(200))
+    """The model, the tool, or who handed off / released."""
+    outcome: Mapped[str] = mapped_column(String(32))
+    """"ok", "error", "timeout", "refused"..."""
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,7 @@ it). Each transition is one function here, and each appends its entry to
 |---|---|---|
 | `enqueue` | (new row) | pending |
 | `claim` | pending and due, or sending with its lease run out | sending (a lease: not kept in history) |
+| `expire_leases` | sending, held by a dead worker | sending, lease run out (claimed at once) |
 | `record` | sending | sent, sandboxed, failed, expired, or pending (retry later) |
 | `rearm` | anything but sending | pending (a reminder planned for a new time) |
 | `cancel` | pending | canceled |
@@ -169,6 +170,33 @@ async def _by_key(session: AsyncSession, tenant_id: int, key: str) -> Notificati
 
 
 # --- claim and record: the dispatcher's batch, on Core rows ---------------------------------------
+
+
+async def lapsed_leases(connection: AsyncConnection, *, now: dt.datetime) -> dict[int, tuple[str | None, str | None, Any]]:
+    """Rows `sending` whose lease ran out: id -> (the owner that died, its channel, its lease end).
+
+    Read in the claim's transaction, before `claim`: a row claimed from this set was being sent
+    when its worker stopped, and whether that send went out is unknown.
+    """
+    rows = await connection.execute(
+        select(Notification.id, Notification.lease_owner, Notification.channel, Notification.lease_until)
+        .where(Notification.status == NotificationStatus.SENDING, Notification.lease_until < now)
+        .with_for_update(skip_locked=True)
+    )
+    return {row.id: (row.lease_owner, row.channel, row.lease_until) for row in rows}
+
+
+async def expire_leases(connection: AsyncConnection, owners: Sequence[str], *, now: dt.datetime) -> int:
+    """End the leases of workers known to be dead (a restarted process's former self), so they are retaken now."""
+    if not owners:
+        return 0
+    table = Notification.__table__
+    result = await connection.execute(
+        table.update()
+        .where(and_(table.c.status == NotificationStatus.SENDING, table.c.lease_owner.in_(list(owners)), table.c.lease_until >= now))
+        .values(lease_until=now - dt.timedelta(microseconds=1))
+    )
+    return int(result.rowcount or 0)
 
 
 async def claim(connection: AsyncConnection, *, now: dt.datetime, lease: dt.timedelta, owner: str, limit: int) -> list[Any]:

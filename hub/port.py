@@ -12,13 +12,17 @@ in no database engine, CLI or HTTP server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Sequence
+
     from hub.appointment_input import AppointmentInput
     from hub.business import BusinessProfile
+    from hub.contact_view import ContactView
     from hub.events import AppointmentRef, InboxEvent
     from hub.notifications import NotificationRequest
     from hub.responders import ContactDetails, ContextSection, ConversationMessage, Tool
@@ -52,6 +56,22 @@ class AppointmentUpdate:
     change: str
     notifications: tuple[int, ...] = ()
     """Ids of the notifications this upsert created or re-armed."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One plugin job as its handler sees it (`HubPort.enqueue_job`); `attempt` is 1 on the first try."""
+
+    tenant: str
+    plugin: str
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+JobHandler = Callable[[Job], Awaitable[None]]
+"""Runs one job; raise `hub.TransientError` to retry later, `hub.PermanentError` to give up."""
 
 
 class HubPort(Protocol):
@@ -239,5 +259,77 @@ class HubPort(Protocol):
 
         Plugins keep no module-level state: what their hooks, routes and
         commands share lives here. Close what it opened in `on_shutdown`.
+        """
+        ...
+
+    # --- chatwoot (issue 11): contact read model, linking, durable plugin jobs ----
+
+    async def contact_view(self, tenant: str, contact_id: int) -> ContactView:
+        """One contact as an agent panel shows it: identities and opt-outs, appointments, notifications, timeline.
+
+        A merged contact's id gives the contact it was merged into. Raises
+        `hub.UnknownContact` for an id of another tenant.
+        """
+        ...
+
+    async def find_contact_id(self, tenant: str, kind: str, address: str) -> int | None:
+        """The id of the contact owning an address (normalised as the hub stores it), or None."""
+        ...
+
+    async def link_identities(
+        self, tenant: str, addresses: Sequence[tuple[str, str]], *, name: str | None = None, reason: str
+    ) -> int:
+        """Link (kind, raw address) pairs known to be one person into one contact; returns its id.
+
+        Goes through the hub's one resolver: addresses are normalised (a
+        phone in the tenant's region), contacts sharing any of them are
+        merged, and `on_contact_linked` fires for each new identity.
+        Addresses that do not parse are left out; raises ValueError when
+        none is usable. Its own transaction.
+        """
+        ...
+
+    async def record_outbound(
+        self, tenant: str, *, contact_id: int, medium: str, channel: str, body: str, provider_id: str,
+        sent_at: dt.datetime | None = None,
+    ) -> int | None:
+        """Record a message a person sent to the contact outside the hub (an agent's reply in a helpdesk).
+
+        It shows in the contact's timeline. Returns the id of the hub
+        conversation it was recorded in, or None when a message with this
+        (channel, provider_id) is already recorded, e.g. one the hub sent
+        itself and the vendor echoed back.
+        """
+        ...
+
+    async def find_conversation_id(self, tenant: str, contact_id: int, medium: str) -> int | None:
+        """The id of the contact's conversation on a medium (what `hand_off` and `release` take), or None."""
+        ...
+
+    async def cancel_notification(self, tenant: str, notification_id: int, *, reason: str) -> bool:
+        """Cancel a pending notification; False when it is no longer pending. Raises `hub.UnknownContact` for another tenant's id."""
+        ...
+
+    async def enqueue_job(
+        self, plugin: str, tenant: str, kind: str, key: str, payload: Mapping[str, Any], *,
+        delay_seconds: float = 0.0, once: bool = False,
+    ) -> bool:
+        """Durably queue plugin work under a key (committed when this returns).
+
+        While a job with this key is pending, enqueueing it again replaces
+        its payload and keeps its due time: a burst becomes one run, at
+        most `delay_seconds` after the first. A key whose job is done is
+        armed again, unless `once`, which makes the key a dedupe key and
+        returns False for a repeat. The handler registered with
+        `handle_jobs` runs it in a worker; see `hub.Job`.
+        """
+        ...
+
+    def handle_jobs(self, plugin: str, kind: str, handler: JobHandler) -> None:
+        """Register the coroutine that runs this plugin's jobs of one kind (call it from `on_startup`).
+
+        The handler gets a `hub.Job`; raising `hub.TransientError` retries it
+        with backoff (its `retry_after` honoured), `hub.PermanentError` sets
+        it aside, anything else retries a bounded number of times.
         """
         ...

@@ -42,6 +42,8 @@ class TenantPolicy(BaseModel):
     """What the responders tell clients: services, prices, address, opening hours (hub/business.py)."""
     handoff_email: str | None = None
     """Where hand-offs are emailed (through the outbox) when no plugin, such as Chatwoot, takes them."""
+    api_requests_per_minute: int = Field(default=600, ge=1, le=1_000_000)
+    """REST API requests the tenant may make per minute, across every process; past it: 429 with Retry-After."""
 
     @field_validator("reminders")
     @classmethod

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,6 +18,8 @@ from hub.models import ApiKey, Tenant, utcnow
 from hub.tenant_policy import TenantPolicy
 
 API_KEY_PREFIX = "hub_"
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+"""`last_used_at` is written at most this often per key: not a write on every request."""
 
 
 class TenantInfo(TenantPolicy):
@@ -64,22 +68,79 @@ async def upsert_tenant(session: AsyncSession, slug: str, settings: TenantSettin
     return _info(row), not existed
 
 
-async def issue_api_key(session: AsyncSession, tenant_id: int) -> str:
+async def issue_api_key(
+    session: AsyncSession, tenant_id: int, *, name: str | None = None, expires_at: dt.datetime | None = None
+) -> str:
     """Store a new key for the tenant and return it in clear: the only time it is shown."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiKey(tenant_id=tenant_id, key_hash=hash_api_key(key), prefix=key[:10]))
+    session.add(ApiKey(tenant_id=tenant_id, key_hash=hash_api_key(key), prefix=key[:12], name=name, expires_at=expires_at))
     await session.flush()
     return key
 
 
-async def tenant_for_api_key(session: AsyncSession, key: str) -> TenantInfo | None:
-    """The tenant a (non-revoked) API key belongs to, or None."""
-    row = await session.scalar(
-        select(Tenant)
-        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
-        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
-    )
-    return _info(row) if row else None
+async def tenant_for_api_key(session: AsyncSession, key: str, *, now: dt.datetime | None = None) -> TenantInfo | None:
+    """The tenant an active (neither revoked nor expired) API key belongs to, or None; notes the key's use."""
+    now = now or utcnow()
+    found = (
+        await session.execute(
+            select(Tenant, ApiKey.id, ApiKey.last_used_at)
+            .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+            .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None),
+                   or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
+        )
+    ).first()
+    if found is None:
+        return None
+    row, key_id, last_used = found
+    if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
+        await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        await session.commit()
+    return _info(row)
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """One key as `hub tenants keys list` shows it: never the key itself."""
+
+    prefix: str
+    name: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+    def state(self, now: dt.datetime) -> str:
+        """active, revoked or expired."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+async def list_api_keys(session: AsyncSession, tenant_id: int) -> list[ApiKeyInfo]:
+    """Every key of a tenant, oldest first."""
+    rows = (await session.scalars(select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.id))).all()
+    return [ApiKeyInfo(r.prefix, r.name, r.created_at, r.expires_at, r.last_used_at, r.revoked_at) for r in rows]
+
+
+async def revoke_api_key(session: AsyncSession, tenant_id: int, prefix: str) -> int:
+    """Revoke the tenant's one active key whose stored prefix starts with `prefix`; returns 0 or 1.
+
+    Raises ValueError when the prefix is shared by several active keys (nothing is revoked then).
+    """
+    if len(prefix) < len(API_KEY_PREFIX) + 4:
+        return 0
+    rows = (
+        await session.scalars(
+            select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.revoked_at.is_(None), ApiKey.prefix.startswith(prefix, autoescape=True))
+        )
+    ).all()
+    if len(rows) > 1:
+        raise ValueError(f"prefix {prefix!r} matches {len(rows)} active keys: give more of it")
+    for row in rows:
+        row.revoked_at = utcnow()
+    return len(rows)
 
 
 async def revoke_api_keys(session: AsyncSession, tenant_id: int) -> int:

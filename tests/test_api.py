@@ -138,7 +138,7 @@ async def test_appointment_validation(client: Any, keys: dict[str, str]) -> None
         ({**base, "start": "tomorrow"}, "start", "Input should be a valid datetime or date, input is too short"),
         ({**base, "end": later(hours=1)}, "body", "end must be after start"),
         ({**base, "status": "maybe"}, "status", "Input should be 'scheduled', 'canceled' or 'no_show'"),
-        ({**base, "timezone": "Mars/Base"}, "timezone", "unknown timezone 'Mars/Base'"),
+        ({**base, "timezone": "Mars/Base"}, "timezone", "unknown timezone 'Mars/Base' (use an IANA name such as Europe/Madrid, or UTC)"),
         ({**base, "contact": {"phone": "12"}}, "contact.phone", "too short"),
         ({**base, "contact": {"email": "nope"}}, "contact.email", "invalid email"),
     ]

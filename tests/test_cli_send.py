@@ -17,7 +17,9 @@ def test_send_waits_for_the_outcome_and_says_sandbox(sqlite_url: str, tmp_path: 
     assert lines[1] == "  attempt recorder-sms: sandboxed"
     assert lines[2].startswith("SANDBOX: the message was rendered and recorded, not sent")
     listed = run_cli("notifications", "list", "--tenant", "clinic", config=config)
-    assert listed.stdout.strip().split("\t")[2:6] == ["message", "sandboxed", "recorder-sms", "contact 1"]
+    header, row = listed.stdout.strip().splitlines()
+    assert header.split("\t") == ["ID", "DUE", "KIND", "STATUS", "CHANNEL", "CONTACT", "ERROR"]
+    assert row.split("\t")[2:6] == ["message", "sandboxed", "recorder-sms", "contact 1"]
     assert run_cli("notifications", "list", "--tenant", "clinic", "--status", "failed", config=config).stdout == "no notifications\n"
 
 

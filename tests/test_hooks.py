@@ -29,8 +29,10 @@ async def test_hook_register_settings(hub: Hub) -> None:
 
 
 async def test_hook_register_channels(hub: Hub, client: Any) -> None:
-    # Twilio's channels are always there (a tenant may be configured while the hub runs).
-    assert hub.channel_plugins == {"recorder-sms": "recorder", "twilio-sms": "twilio_messaging", "twilio-whatsapp": "twilio_messaging"}
+    # Twilio's and Chatwoot's channels are always there (a tenant may be configured while the hub runs).
+    assert hub.channel_plugins == {
+        "recorder-sms": "recorder", "twilio-sms": "twilio_messaging", "twilio-whatsapp": "twilio_messaging", "chatwoot": "chatwoot",
+    }
     assert hub.channels["recorder-sms"].medium == "sms"
     body = await (await client.get("/health")).json()
     assert list(body["plugins"]["recorder"]["channels"]) == ["recorder-sms"]

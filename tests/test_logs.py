@@ -33,3 +33,39 @@ def test_json_log_lines_are_masked() -> None:
     assert record["body"] == "<26 chars>"
     assert "600" not in record["sender"] and record["sender"].endswith("56")
     assert record["meta"]["email"] == "a***@example.com"
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "kept"),
+    [
+        ("race-00000000000014 done", None, "race-00000000000014"),
+        ("wrote /var/lib/hub/12345678901/x.db", None, "/var/lib/hub/12345678901/x.db"),
+        ("at 2026-11-29T11:45:24.871232Z", None, "2026-11-29T11:45:24.871232Z"),
+        ("listening on 127.0.0.1:8080", None, "127.0.0.1:8080"),
+        ("batch of 12345678 rows", None, "12345678 rows"),
+        ("to +34 600 123 456 now", "600 123", "+*********56"),
+        ("call 600 123 456", "600 123", "*******56"),
+        ("whatsapp:+5215512345678", "5512345678", "whatsapp:+***********78"),
+        ("sms to 600123456", "600123456", "*******56"),
+        ("(55) 1234-5678", "1234-5678", "********78"),
+    ],
+)
+def test_masking_hides_phones_but_not_ids_paths_or_dates(text: str, hidden: str | None, kept: str) -> None:
+    masked = mask_text(text)
+    assert kept in masked
+    if hidden is not None:
+        assert hidden not in masked
+
+
+def test_names_are_logged_by_length() -> None:
+    stream = io.StringIO()
+    configure_logging("info", stream=stream, json=True)
+    try:
+        structlog.get_logger("test").info("contact_created", name="Ana Secreta Pérez", contact_id=12345678)
+    finally:
+        structlog.reset_defaults()
+    record = json.loads(stream.getvalue().splitlines()[0])
+    assert record["name"] == "<17 chars>" and record["contact_id"] == 12345678

@@ -381,14 +381,14 @@ async def test_other_events_are_acknowledged_and_malformed_json_refused(sqlite_u
         routing = load("routing_form_submission.created.json")
         assert await post(client, routing) == (200, {"accepted": False, "ignored": "routing_form_submission.created"})
         status, body = await post(client, b'{"event": "invitee.created", "payload": ')
-        assert status == 400 and body["error"] == "bad_request"
+        assert status == 400 and body["error"] == "malformed_json"
         status, _ = await post(client, b'["invitee.created"]')
         assert status == 400
         assert await count(hub, InboxEventRow) == 0
 
 
 async def test_signing_key_stored_by_subscribe_verifies_when_none_is_configured(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
-    async with calendly_hub(sqlite_url, tenants_with(stand_in, clinic={"signing_key": ""})) as (hub, client):
+    async with calendly_hub(sqlite_url, tenants_with(stand_in, clinic={"signing_key": None})) as (hub, client):
         envelope = stand_in.envelope("invitee.created", stand_in.book(start=later(30), email="ana@example.com", name="Ana"))
         assert (await post(client, envelope, ""))[0] == 403  # an empty key must never verify
         await hub.set_plugin_data("calendly", "clinic", "subscription", {"uri": "x", "signing_key": "stored-key-77"})
@@ -577,7 +577,8 @@ async def test_cli_subscribe_stores_a_key_that_verifies_deliveries(sqlite_url: s
     env = {"CLINIC_CALENDLY_TOKEN": stand_in.token}
     port = free_port()
     public = f"http://127.0.0.1:{port}"
-    tenants = cli_tenants(stand_in, signing_key="")
+    tenants = cli_tenants(stand_in)
+    del tenants["clinic"]["plugins"]["calendly"]["signing_key"]
     tenants["salon"]["plugins"] = {"calendly": calendly_table(stand_in)}
     config = write_toml(tmp_path / "config.toml", config_document(sqlite_url, tenants=tenants, hub={"public_url": public}))
 
@@ -670,3 +671,39 @@ async def test_stand_in_answers_with_the_spec_required_keys(stand_in: CalendlySt
     assert missing == (404, {"title": "Resource Not Found", "message": "The server could not find the requested resource."})
     for file in ("invitee.created.json", "invitee.canceled.json", "invitee.created.rescheduled.json"):
         assert SPEC_REQUIRED["Invitee"] <= set(load(file)["payload"])
+
+
+async def test_hook_complete_event(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
+    """A payload naming its event only by URI is stored, then completed in the worker with the tenant's token, retried on failure."""
+    from sqlalchemy import update
+
+    start = (utcnow() + dt.timedelta(days=3)).replace(microsecond=0)
+    async with calendly_hub(sqlite_url, tenants_with(stand_in)) as (hub, client):
+        payload = stand_in.book(start=start, email="ana@example.com", name="Ana")
+        event_uri = payload["scheduled_event"]["uri"]
+        by_uri = {**payload, "scheduled_event": event_uri}
+        assert await post(client, stand_in.envelope("invitee.created", by_uri)) == (200, {"accepted": True})
+        # Calendly cannot be read for a moment: the event stays in the inbox with the error, for a retry.
+        stand_in.throttle("120")
+        assert await hub.inbox.process_pending() == 1
+        (row,) = await rows(hub, InboxEventRow)
+        assert row.processed_at is None and row.failed_at is None and "could not complete" in (row.error or "")
+        assert await count(hub, Appointment) == 0
+        async with hub.db.sessions.begin() as session:  # the backoff has passed
+            await session.execute(update(InboxEventRow).values(next_attempt_at=utcnow()))
+        assert await hub.inbox.process_pending() == 1
+        (appointment,) = await rows(hub, Appointment)
+        assert appointment.start_at == start and appointment.external_id == payload["uri"]
+        assert len(stand_in.calls("GET", f"/scheduled_events/{event_uri.rsplit('/', 1)[1]}")) == 2
+        assert kinds(await rows(hub, Notification)).count("confirmation") == 1
+        # Redelivered by Calendly: the same dedupe key, nothing new.
+        assert await post(client, stand_in.envelope("invitee.created", by_uri)) == (200, {"accepted": False})
+
+
+async def test_an_unmappable_signed_event_is_acknowledged_not_a_500(sqlite_url: str, stand_in: CalendlyStandIn) -> None:
+    async with calendly_hub(sqlite_url, tenants_with(stand_in)) as (hub, client):
+        payload = stand_in.book(start=utcnow() + dt.timedelta(days=3), email="ana@example.com", name="Ana")
+        broken = {**payload, "scheduled_event": {**payload["scheduled_event"], "start_time": "not a time"}}
+        status, body = await post(client, stand_in.envelope("invitee.created", broken))
+        assert status == 200 and body["accepted"] is False and "start_time" in body["ignored"]
+        assert await count(hub, InboxEventRow) == 0

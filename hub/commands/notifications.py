@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import click
 from sqlalchemy import select
 
+from hub.request_body import BadBody, parse_json
 from hub.cli import with_open_hub
 from hub.core import Hub
 from hub.models import DeliveryAttempt, Notification
@@ -28,9 +28,9 @@ from hub.phones import InvalidAddress
 async def send(hub: Hub, tenant: str, to: str, kind: str, channels: tuple[str, ...], data_json: str, timeout: float) -> None:
     """Queue one notification now and wait for its outcome."""
     try:
-        data = json.loads(data_json)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+        data = parse_json(data_json.encode())
+    except BadBody as exc:
+        raise click.BadParameter(exc.reason if exc.field == "body" else f"{exc.field}: {exc.reason}", param_hint="--data") from None
     if not isinstance(data, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--data")
     mediums = {c.medium for c in hub.channels.values()}
@@ -97,6 +97,8 @@ async def list_(hub: Hub, tenant: str, status: str | None, limit: int) -> None:
         rows = (await session.scalars(query.order_by(Notification.due_at.desc(), Notification.id.desc()).limit(limit))).all()
     if not rows:
         click.echo("no notifications")
+        return
+    click.echo("ID\tDUE\tKIND\tSTATUS\tCHANNEL\tCONTACT\tERROR")
     for row in rows:
         click.echo(
             f"{row.id}\t{row.due_at.isoformat(timespec='seconds')}\t{row.kind}\t{row.status}\t{row.channel or '-'}"

@@ -38,6 +38,7 @@ def describe(hub: Hub) -> list[dict[str, Any]]:
                 "hooks": list(state.info.hooks),
                 "channels": sorted(c for c, p in hub.channel_plugins.items() if p == name),
                 "configured": state.configured,
+                "configured_per_tenant": [] if state.configured else hub.configured_tenants(name),
                 "mode": {True: "sandbox", False: "live", None: "-"}[state.sandbox],
                 "settings": masked(state.settings),
                 "problem": state.problem,
@@ -59,7 +60,12 @@ def plugins(state: CliState, as_json: bool) -> None:
     if not rows:
         click.echo("no plugins loaded")
     for row in rows:
-        configured = "configured" if row["configured"] else f"not configured ({row['problem']})"
+        if row["configured"]:
+            configured = "configured"
+        elif row["configured_per_tenant"]:
+            configured = f"configured per tenant ({', '.join(row['configured_per_tenant'])})"
+        else:
+            configured = f"not configured ({row['problem']})"
         click.echo(f"{row['name']}  [{row['origin']}]  {configured}  mode: {row['mode']}")
         click.echo(f"    hooks:    {', '.join(row['hooks']) or '-'}")
         click.echo(f"    channels: {', '.join(row['channels']) or '-'}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import click
 from aiohttp import web
@@ -93,6 +95,22 @@ async def _serve(
             await runner.cleanup()
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def served_public_url(public_url: str, host: str, port: int) -> str | None:
+    """The URL to use instead of a loopback `public_url` naming another port than the one served, or None.
+
+    A loopback public_url can only mean this process: `make run PORT=9000` with the shipped
+    config (8080) would otherwise sign Twilio checks and write OpenAPI servers for the wrong port.
+    """
+    parts = urlsplit(public_url)
+    if parts.hostname not in LOOPBACK or parts.port == port:
+        return None
+    shown = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{shown}:{port}"
+
+
 METRICS_HOST = click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the operator-only metrics listener.")
 METRICS_PORT = click.option("--metrics-port", type=int, help="Serve /metrics without a token on this port (operator-only listener).")
 
@@ -107,6 +125,10 @@ METRICS_PORT = click.option("--metrics-port", type=int, help="Serve /metrics wit
 @click.pass_obj
 def serve(state: CliState, host: str, port: int, no_workers: bool, demo_user: str | None, metrics_host: str, metrics_port: int | None) -> None:
     """Run the HTTP app (console, webhooks, API, health) and, by default, the workers."""
+    config = state.config()
+    if (url := served_public_url(config.hub.public_url, host, port)) is not None:
+        state.use_config(dataclasses.replace(config, hub=config.hub.model_copy(update={"public_url": url})))
+        click.echo(f"  public_url: {url} (the loopback public_url {config.hub.public_url} names another port)", err=True)
     run(_serve(state.hub(), host, port, not no_workers, demo_user, (metrics_host, metrics_port)))
 
 

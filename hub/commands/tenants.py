@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
@@ -15,7 +16,8 @@ from hub.config import TenantSettings, slug_problem
 from hub.core import Hub
 from hub.models import Tenant
 from hub.tenant_settings import PluginView, SettingsProblem, UnknownPlugin
-from hub.tenants import issue_api_key, upsert_tenant
+from hub.models import utcnow
+from hub.tenants import issue_api_key, list_api_keys, revoke_api_key, upsert_tenant
 
 
 @click.group()
@@ -52,12 +54,58 @@ async def create(hub: Hub, slug: str, name: str, region: str, timezone: str, loc
 
 @tenants.command()
 @click.argument("slug")
+@click.option("--name", default=None, help="Who or what holds the key (shown by `hub tenants keys list`).")
+@click.option("--expires-in", "expires_in", type=click.IntRange(1, 3650), default=None, metavar="DAYS",
+              help="Refuse the key after this many days (default: until revoked).")
 @with_open_hub
-async def key(hub: Hub, slug: str) -> None:
-    """Issue another API key for an existing tenant."""
+async def key(hub: Hub, slug: str, name: str | None, expires_in: int | None) -> None:
+    """Issue another API key for an existing tenant (each run mints a new one: keep it, list and revoke old ones)."""
     info = await hub.tenants.get(slug)
+    expires_at = utcnow() + dt.timedelta(days=expires_in) if expires_in else None
     async with hub.db.sessions.begin() as session:
-        click.echo(await issue_api_key(session, info.id))
+        new_key = await issue_api_key(session, info.id, name=name, expires_at=expires_at)
+    click.echo(f"API key for {slug} (shown once; `hub tenants keys revoke {slug} {new_key[:12]}` revokes it)", err=True)
+    click.echo(new_key)
+
+
+@tenants.group()
+def keys() -> None:
+    """A tenant's API keys: list them (prefix, created, last used, expiry) and revoke them."""
+
+
+@keys.command(name="list")
+@click.argument("slug")
+@with_open_hub
+async def keys_list(hub: Hub, slug: str) -> None:
+    """List the tenant's API keys by prefix (the keys themselves are stored hashed)."""
+    info = await hub.tenants.get(slug)
+    async with hub.db.sessions() as session:
+        found = await list_api_keys(session, info.id)
+    now = utcnow()
+
+    def when(moment: dt.datetime | None) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    click.echo("PREFIX\tSTATE\tCREATED\tLAST USED\tEXPIRES\tNAME")
+    for item in found:
+        click.echo(f"{item.prefix}\t{item.state(now)}\t{when(item.created_at)}\t{when(item.last_used_at)}\t{when(item.expires_at)}\t{item.name or '-'}")
+
+
+@keys.command(name="revoke")
+@click.argument("slug")
+@click.argument("prefix")
+@with_open_hub
+async def keys_revoke(hub: Hub, slug: str, prefix: str) -> None:
+    """Revoke the tenant's API key with this prefix (as `hub tenants keys list` shows it); it is refused at once."""
+    info = await hub.tenants.get(slug)
+    try:
+        async with hub.db.sessions.begin() as session:
+            count = await revoke_api_key(session, info.id, prefix)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not count:
+        raise click.ClickException(f"no active API key of {slug} with prefix {prefix!r} (see `hub tenants keys list {slug}`)")
+    click.echo(f"revoked API key {prefix} of {slug}")
 
 
 @tenants.command(name="list")

@@ -1,7 +1,7 @@
 """console users and outbound webhook subscriptions
 
 Revision ID: 0014
-Revises: 0008
+Revises: 0012
 Create Date: 2026-11-29
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0014"
-down_revision = "0008"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

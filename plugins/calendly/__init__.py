@@ -54,12 +54,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from hub import HubPort, Tool, hookimpl
+from hub import DeferredEvent, HubPort, InboxEvent, Tool, hookimpl
 
 from .runtime import NAME, CalendlyPlugin
 from .settings import Settings
 from .tools import tools_for
-from .webhooks import routes
+from .webhooks import complete, routes
 
 if TYPE_CHECKING:
     import click
@@ -101,3 +101,11 @@ async def on_startup(hub: HubPort) -> None:
 @hookimpl
 async def on_shutdown(hub: HubPort) -> None:
     await CalendlyPlugin.of(hub).close()
+
+
+@hookimpl
+async def complete_event(hub: HubPort, event: DeferredEvent) -> list[InboxEvent] | None:
+    """A webhook that named its scheduled event by URI only: fetch the event, then the appointment (issue 13)."""
+    if event.plugin != NAME:
+        return None
+    return await complete(CalendlyPlugin.of(hub), event)

@@ -221,6 +221,11 @@ class CalendlyClient:
         }
         return self.collection("/scheduled_events", params)
 
+    async def scheduled_event(self, event: str) -> dict[str, Any]:
+        """`GET /scheduled_events/{uuid}`: one scheduled event (uuid or URI)."""
+        path = f"/scheduled_events/{event_uuid(event)}"
+        return self._resource(path, await self.request("GET", path))
+
     def invitees(self, event: str, *, status: str | None = "active") -> AsyncIterator[dict[str, Any]]:
         """The invitees of a scheduled event (uuid or URI)."""
         return self.collection(f"/scheduled_events/{event_uuid(event)}/invitees", {"status": status, "sort": "created_at:asc"})

@@ -41,21 +41,6 @@ class Settings(PluginSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("token")
-    @classmethod
-    def _not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("signing_key")
-    @classmethod
-    def _blank_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        # An empty key would make every forged webhook verify with HMAC(b"", ...).
-        if value is None or not value.get_secret_value().strip():
-            return None
-        return value
-
     @field_validator("tolerance_seconds")
     @classmethod
     def _positive_tolerance(cls, value: int) -> int:

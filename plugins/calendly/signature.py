@@ -33,12 +33,13 @@ def parse_header(header: str | None) -> SignatureHeader:
         if not sep:
             raise SignatureError("malformed signature")
         if key == "t":
-            if not value.isascii() or not value.isdigit():
+            # Bounded before int(): thousands of digits would make int() raise (and mean nothing).
+            if not value.isascii() or not value.isdigit() or len(value) > 12:
                 raise SignatureError("malformed signature timestamp")
             timestamp = int(value)
         elif key == "v1":
             # hmac.compare_digest refuses non-ASCII text, and a signature is hex anyway.
-            if not value or not all(ch in "0123456789abcdefABCDEF" for ch in value):
+            if not value or len(value) > 128 or not all(ch in "0123456789abcdefABCDEF" for ch in value):
                 raise SignatureError("malformed signature")
             signatures.append(value.lower())
         # Other schemes (a future v2) are ignored, as Calendly's own samples do.

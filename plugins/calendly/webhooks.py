@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from hub import AppointmentEvent
+from hub import AppointmentEvent, DeferredEvent, InboxEvent, parse_json
 
 from .mapping import HANDLED_EVENTS, NO_SHOW_CREATED, NO_SHOW_DELETED, SOURCE, Unmappable, booking_from_invitee, status_for
-from .runtime import CalendlyPlugin
+from .runtime import NAME, CalendlyPlugin
 from .signature import HEADER, SignatureError, parse_header
 
 _DEDUPE_KEY_MAX = 300  # inbox_events.dedupe_key
@@ -56,7 +55,7 @@ def routes(plugin: CalendlyPlugin) -> list[web.RouteDef]:
             log.warning("calendly_webhook_refused", reason=problem, tenant_hint=request.query.get("tenant"))
             raise web.HTTPForbidden(text=problem)
         try:
-            envelope = json.loads(body)
+            envelope = parse_json(body)
         except ValueError:
             raise web.HTTPBadRequest(text="malformed JSON") from None
         if not (isinstance(envelope, dict) and isinstance(envelope.get("event"), str) and isinstance(envelope.get("payload"), dict)):
@@ -70,16 +69,51 @@ def routes(plugin: CalendlyPlugin) -> list[web.RouteDef]:
             # The canceled half of a reschedule: the created half moves the appointment.
             log.info("calendly_reschedule_cancel_ignored", tenant=tenant)
             return web.json_response({"accepted": False, "ignored": "rescheduled"})
+        key = dedupe_key(tenant, name, envelope)
+        if event_reference(payload) is not None:
+            # Older subscriptions (and Calendly's documentation examples) name the event by its URI only:
+            # stored as is and completed in the inbox worker, which fetches the event (and retries on failure).
+            new = await hub.accept(DeferredEvent(tenant=tenant, plugin=NAME, name=name, payload=envelope), source=SOURCE, dedupe_key=key)
+            return web.json_response({"accepted": new})
         settings = plugin.require_settings(tenant)
         region = (await hub.tenant(tenant)).default_region
         try:
             booking = booking_from_invitee(payload, status=status, region=region, phone_questions=settings.phone_questions)
         except Unmappable as exc:
             # Authentic but unusable: answering an error would only make Calendly retry it for a day.
-            log.warning("calendly_webhook_unmappable", tenant=tenant, event=name, reason=str(exc))
+            # `event` is structlog's own argument (the message): the Calendly event goes under its own name.
+            log.warning("calendly_webhook_unmappable", tenant=tenant, calendly_event=name, reason=str(exc))
             return web.json_response({"accepted": False, "ignored": str(exc)})
         event = AppointmentEvent(tenant=tenant, appointment=booking)
-        new = await hub.accept(event, source=SOURCE, dedupe_key=dedupe_key(tenant, name, envelope))
+        new = await hub.accept(event, source=SOURCE, dedupe_key=key)
         return web.json_response({"accepted": new})
 
     return [web.post("/events", events, name="events")]
+
+
+def event_reference(payload: Mapping[str, Any]) -> str | None:
+    """The scheduled event's URI when the payload names it without embedding it, else None."""
+    if isinstance(payload.get("scheduled_event"), Mapping):
+        return None
+    reference = payload.get("scheduled_event") or payload.get("event")
+    return reference if isinstance(reference, str) and reference.strip() else None
+
+
+async def complete(plugin: CalendlyPlugin, event: DeferredEvent) -> list[InboxEvent]:
+    """The appointment a URI-only webhook stands for, its event fetched with the tenant's token; raises CalendlyError."""
+    log = structlog.get_logger("plugins.calendly")
+    payload: dict[str, Any] = event.payload["payload"]
+    reference = event_reference(payload)
+    status = status_for(event.name, payload)
+    if reference is None or status is None:
+        return []
+    scheduled_event = await plugin.client(event.tenant).scheduled_event(reference)
+    settings = plugin.require_settings(event.tenant)
+    region = (await plugin.hub.tenant(event.tenant)).default_region
+    try:
+        booking = booking_from_invitee(payload, status=status, region=region, phone_questions=settings.phone_questions,
+                                       scheduled_event=scheduled_event)
+    except Unmappable as exc:
+        log.warning("calendly_webhook_unmappable", tenant=event.tenant, calendly_event=event.name, reason=str(exc))
+        return []
+    return [AppointmentEvent(tenant=event.tenant, appointment=booking)]

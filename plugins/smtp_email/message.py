@@ -14,7 +14,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
-from hub import InvalidAddress, OutboundMessage, PermanentError, normalize_email
+from hub import InvalidAddress, OutboundMessage, PermanentError, UnsafeHeader, header_text, normalize_email
 
 from .invite import build_invite, wants_invite
 from .settings import Settings
@@ -53,12 +53,19 @@ def build_message(message: OutboundMessage, settings: Settings, *, now: dt.datet
     to = recipient(message)
     now = now or dt.datetime.now(dt.timezone.utc)
     try:
+        # Every header value is decoded and checked first: the email package would decode an
+        # encoded word holding CR LF into a header of the sender's choosing.
+        subject = header_text(message.subject)
+        from_name = header_text(settings.from_name) if settings.from_name else None
+    except UnsafeHeader as exc:
+        raise PermanentError(f"the subject cannot be put in a header: it {exc}", code="unsafe_header") from None
+    try:
         mail = EmailMessage()
-        mail["From"] = _address(settings.from_address, settings.from_name)
+        mail["From"] = _address(settings.from_address, from_name)
         mail["To"] = _address(to)
         if settings.reply_to:
             mail["Reply-To"] = _address(settings.reply_to)
-        mail["Subject"] = message.subject.strip()
+        mail["Subject"] = subject
         mail["Date"] = email.utils.format_datetime(now)
         mail["Message-ID"] = message_id(message, settings)
         # Only the mailto form: an https one-click link (RFC 8058, with List-Unsubscribe-Post)

@@ -174,6 +174,7 @@ class CalendlyStandIn:
         app.router.add_post("/scheduling_links", self._scheduling_link)
         app.router.add_post("/invitees", self._create_invitee)
         app.router.add_get("/scheduled_events", self._scheduled_events)
+        app.router.add_get("/scheduled_events/{uuid}", self._scheduled_event)
         app.router.add_get("/scheduled_events/{uuid}/invitees", self._invitees)
         app.router.add_post("/scheduled_events/{uuid}/cancellation", self._cancellation)
         app.router.add_post("/webhook_subscriptions", self._create_subscription)
@@ -368,6 +369,12 @@ class CalendlyStandIn:
         reverse = request.query.get("sort", "start_time:asc") == "start_time:desc"
         events.sort(key=lambda e: e["start_time"], reverse=reverse)
         return self._page(request, events)
+
+    async def _scheduled_event(self, request: web.Request) -> web.Response:
+        uuid = request.match_info["uuid"]
+        if uuid not in self.events:
+            raise ApiError(404, *NOT_FOUND)
+        return web.json_response({"resource": self.events[uuid]})
 
     async def _invitees(self, request: web.Request) -> web.Response:
         uuid = request.match_info["uuid"]
