@@ -20,9 +20,9 @@ from hub.admin_api import create_admin_api
 from hub.api import create_api
 from hub.console import add_console
 from hub.core import Hub
-from hub.request_body import BadBody, parse_form, parse_json
 from hub.metrics import metrics_middleware, public_metrics_route
 from hub.request_ids import request_ids
+from hub.request_body import BadBody, parse_form, parse_json
 
 HUB_KEY = web.AppKey("hub", Hub)
 

@@ -6,9 +6,9 @@ import asyncio
 import dataclasses
 import gc
 import signal
-from urllib.parse import urlsplit
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import click
 from aiohttp import web
