@@ -315,7 +315,9 @@ async def test_forged_or_stale_webhooks_are_refused_and_store_nothing(database_u
             ("another key, no tenant hint", signed(body, "guessed-key", now)[1], body, "", 403),
             ("body changed after signing", good_headers, body.replace(b"ana@", b"eve@"), "?tenant=clinic", 403),
             ("replayed 181 s later", signed(body, CLINIC_KEY, now - 181)[1], body, "?tenant=clinic", 403),
-            ("dated 181 s ahead", signed(body, CLINIC_KEY, now + 181)[1], body, "?tenant=clinic", 403),
+            # Far enough ahead that a slow test machine cannot bring it inside the 180 s tolerance
+            # (the exact boundary is checked on the parser above).
+            ("dated 5 minutes ahead", signed(body, CLINIC_KEY, now + 300)[1], body, "?tenant=clinic", 403),
             ("another tenant's hint", good_headers, body, "?tenant=salon", 403),
             ("unknown tenant hint", good_headers, body, "?tenant=nosuch", 403),
         ]
