@@ -133,6 +133,14 @@ async def test_timeline_shows_identities_consent_and_every_attempt(client: Any, 
     assert "recorder-sms" in page  # the first message went out on it
 
 
+async def test_the_contact_page_shows_each_plugins_own_section(client: Any, seeded: Seeded) -> None:
+    await sign_in(client, CLINIC_USER)
+    page = await (await client.get(f"/t/clinic/contacts/{seeded.ana}")).text()
+    # The recorder test plugin answers `contact_context`; the flaky one raises there and is left out.
+    assert '<section class="card plugin-section"><h2>Recorder</h2>' in page
+    assert f"contact {seeded.ana} of clinic" in page
+
+
 async def test_retry_a_failed_notification_from_the_outbox(client: Any, hub: Hub, seeded: Seeded) -> None:
     await sign_in(client, CLINIC_USER)
     outbox = await (await client.get("/t/clinic/outbox", params={"status": "failed"})).text()

@@ -390,6 +390,10 @@ async def test_two_chatwoot_contacts_of_one_person_are_proposed_for_merge_never_
         assert stand_in.merges == []
         notes = stand_in.notes(conversation)
         assert len(notes) == 1 and f"#{first['id']}" in notes[0]
+        # The hub's own view of the client (console, `hub contacts show`) carries the Chatwoot section.
+        [section] = [s for s in await hub.contact_context("clinic", owners.pop()) if s.title == "Chatwoot"]
+        assert any(line.endswith(f"/contacts/{first['id']}") for line in section.lines)
+        assert any(f"contacts {first['id']} and {second['id']}" in line for line in section.lines)
 
         document = config_document(hub.config.hub.database_url, tenants=tenants_with(stand_in))
         config = write_toml(tmp_path / "config.toml", document)

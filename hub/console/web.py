@@ -230,7 +230,10 @@ class Console:
         for channel in self.hub.channels.values():
             if channel.medium not in mediums.setdefault(channel.address_kind, []):
                 mediums[channel.address_kind].append(channel.medium)
+        # Each plugin's own section about this person (Chatwoot's links, ...): there only when the plugin is.
+        plugin_sections = await self.hub.contact_context(page.tenant.slug, contact_id)
         return self.render("contact.html", page=page, c=found, mediums=mediums, zone=page.tenant.timezone,
+                           plugin_sections=plugin_sections,
                            notice=request.query.get("done", ""), problem=request.query.get("problem", "")[:300])
 
     async def merge_action(self, request: web.Request, page: Page) -> web.StreamResponse:

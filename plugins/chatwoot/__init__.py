@@ -80,13 +80,24 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from hub import AppointmentRef, Channel, ContactRef, Conversation, DeliveryStatus, HubPort, IdentityRef, ReceivedMessage, hookimpl
+from hub import (
+    AppointmentRef,
+    Channel,
+    ContactRef,
+    ContextSection,
+    Conversation,
+    DeliveryStatus,
+    HubPort,
+    IdentityRef,
+    ReceivedMessage,
+    hookimpl,
+)
 
 from .channel import ChatwootChannel
 from .dashboard import app_routes
 from .runtime import IDENTITY, MEDIUM, NAME, ChatwootPlugin
 from .settings import Settings
-from .sync import AGENT_REPLIED, BOT_OFF, Sync, chatwoot_ids
+from .sync import AGENT_REPLIED, BOT_OFF, PROPOSALS_KEY, Sync, chatwoot_ids
 from .webhooks import routes
 
 if TYPE_CHECKING:
@@ -103,6 +114,22 @@ def _sync(hub: HubPort) -> Sync:
 
 def _configured(hub: HubPort, tenant: str) -> bool:
     return hub.settings_for(NAME, tenant) is not None
+
+
+@hookimpl
+async def contact_context(hub: HubPort, contact: ContactRef) -> ContextSection | None:
+    """The client's Chatwoot side, for the console and `hub contacts show`: linked contacts and open merge proposals."""
+    settings = hub.settings_for(NAME, contact.tenant)
+    if settings is None:
+        return None
+    view = await hub.contact_view(contact.tenant, contact.id)
+    base = f"{settings.base_url.rstrip('/')}/app/accounts/{settings.account_id}/contacts"
+    lines = [f"Chatwoot contact {i.value}: {base}/{i.value}" for i in view.identities if i.kind == IDENTITY]
+    stored = await hub.get_plugin_data(NAME, contact.tenant, PROPOSALS_KEY) or {}
+    for item in stored.get("items", []):
+        if item.get("hub_contact") == contact.id:
+            lines.append(f"Possible duplicate in Chatwoot: contacts {item.get('keep')} and {item.get('merge')} (`hub chatwoot merges`)")
+    return ContextSection("Chatwoot", lines or ["Not linked to a Chatwoot contact yet."])
 
 
 @hookimpl
