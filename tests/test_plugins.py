@@ -109,7 +109,10 @@ async def test_call_helpers_await_isolate_and_order(tmp_path: Path) -> None:
     sections = await caller.call_all("contact_context", hub=None, contact=None)
     # Async implementations are awaited; the failing one is skipped and counted.
     assert sorted(s.title for s in sections) == ["first", "second", "third"]
-    assert caller.failures == {"zfails": 1}
+    # (Built-in plugins are loaded too and are handed hub=None here: only this test's plugins are judged.)
+    assert {name: caller.failures[name] for name in ("first", "second", "third", "zfails")} == {
+        "first": 0, "second": 0, "third": 0, "zfails": 1,
+    }
     # Last registered runs first (pluggy's order); the first non-None answer wins and stops the rest.
     assert await caller.call_first("respond_to_message", hub=None, conversation=None, message=None) == "from third"
 
