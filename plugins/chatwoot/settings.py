@@ -53,13 +53,6 @@ class Settings(ProviderSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("api_access_token")
-    @classmethod
-    def _not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
-
     @field_validator("webhook_secret", "agent_bot_secret", "dashboard_app_key")
     @classmethod
     def _blank_is_none(cls, value: SecretStr | None) -> SecretStr | None:
