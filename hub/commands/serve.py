@@ -8,17 +8,15 @@ import gc
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
-from aiohttp import web
 
-from hub.app import create_app
 from hub.cli import CliState, run
-from hub.console.passwords import generate_password, new_hasher
-from hub.console.users import count_users, create_user
-from hub.core import Hub
-from hub.metrics import metrics_app
+
+if TYPE_CHECKING:
+    from hub.core import Hub
 
 
 async def _until_signalled() -> None:
@@ -44,6 +42,9 @@ def _freeze_startup_objects() -> None:
 
 async def _demo_sign_in(hub: Hub, email: str) -> str:
     """Make a demo console user for the first tenant if there is no user yet; the line telling how to sign in."""
+    from hub.console.passwords import generate_password, new_hasher
+    from hub.console.users import count_users, create_user
+
     tenants = await hub.tenants.all()
     if not tenants:
         return "no tenant yet: create one, then `hub users create`"
@@ -62,6 +63,10 @@ async def _metrics_listener(hub: Hub, host: str, port: int | None) -> AsyncItera
     if port is None:
         yield
         return
+    from aiohttp import web
+
+    from hub.metrics import metrics_app
+
     runner = web.AppRunner(metrics_app(hub), access_log=None)
     await runner.setup()
     try:
@@ -75,6 +80,10 @@ async def _metrics_listener(hub: Hub, host: str, port: int | None) -> AsyncItera
 async def _serve(
     hub: Hub, host: str, port: int, workers: bool, demo_user: str | None = None, metrics: tuple[str, int | None] = ("127.0.0.1", None)
 ) -> None:
+    from aiohttp import web
+
+    from hub.app import create_app
+
     async with hub.running():
         _freeze_startup_objects()
         app = create_app(hub, run_workers=workers, manage_hub=False)
