@@ -1,6 +1,6 @@
 """Start-up benchmark: how soon `hub` commands answer and `hub serve` is healthy, and what it holds in memory.
 
-    .venv/bin/python bench/startup.py [--runs 7] [--requests 100] [--only cli|serve]
+    .venv/bin/python bench/startup.py [--runs 7] [--requests 100] [--only cli|serve] [--compare PATH]
 
 Everything in one run, each figure the median of `--runs` runs with its
 spread (min-max), beside its baselines from the same run:
@@ -25,6 +25,10 @@ spread (min-max), beside its baselines from the same run:
 Bytecode is cached as in a deployment (PYTHONDONTWRITEBYTECODE is dropped),
 in this run's temp folder (PYTHONPYCACHEPREFIX), filled by one warm-up run
 of every case that is not counted.
+
+`--compare PATH` runs every hub case a second time, interleaved, with
+another checkout of the project first on PYTHONPATH (`git archive <commit>
+| tar -x -C PATH`): two versions measured under the same load.
 
 For each process: wall time, CPU (user + system, from wait4 for commands,
 /proc/<pid>/stat for servers, up to healthy) and peak or current RSS.
@@ -113,11 +117,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_cli(argv: Sequence[str], cwd: Path, stdin: str = "", check: Callable[[str], bool] = lambda _: True) -> Sample:
+def run_cli(
+    argv: Sequence[str], cwd: Path, stdin: str = "", check: Callable[[str], bool] = lambda _: True, pythonpath: str | None = None
+) -> Sample:
     """Run a command to its end: wall time, CPU and peak RSS of that process alone (from wait4)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=out, stderr=err, env=_environ())
+        process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=out, stderr=err, env=_environ(pythonpath))
         try:
             assert process.stdin is not None
             process.stdin.write(stdin.encode())
@@ -140,12 +146,15 @@ PYCACHE: list[str] = []
 """The bytecode cache folder of this run (set once the temp folder exists)."""
 
 
-def _environ() -> dict[str, str]:
+def _environ(pythonpath: str | None = None) -> dict[str, str]:
     # The shipped config, as an operator runs it: no HUB_* overrides from the caller's shell. Bytecode
     # is cached as in a deployment, but in this run's temp folder (no __pycache__ left in the project).
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") and k != "PYTHONDONTWRITEBYTECODE"}
     if PYCACHE:
         environ["PYTHONPYCACHEPREFIX"] = PYCACHE[0]
+    if pythonpath:
+        # Another checkout of the project first on the path: its `hub` and `plugins` win over the installed ones.
+        environ["PYTHONPATH"] = pythonpath
     return environ
 
 
@@ -172,11 +181,11 @@ def get(port: int, path: str) -> int:
         conn.close()
 
 
-def start_server(argv: Sequence[str], cwd: Path, port: int, requests: int) -> Sample:
+def start_server(argv: Sequence[str], cwd: Path, port: int, requests: int, pythonpath: str | None = None) -> Sample:
     """Start a server, time it to a 200 from /health, then read its RSS idle and after `requests` requests."""
     log = (cwd / "server.log").open("ab")
     started = time.perf_counter()
-    process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_environ())
+    process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_environ(pythonpath))
     try:
         while True:
             if process.poll() is not None:
@@ -210,25 +219,38 @@ def copy_config(folder: Path) -> None:
     shutil.copy(ROOT / "config.toml", folder / "config.toml")
 
 
-def measure(runs: int, requests: int, only: str | None) -> list[Figures]:
+def hub_cases(tag: str, pythonpath: str | None) -> list[tuple[str, Callable[[Path], Sample]]]:
+    """The command cases for one version of the project (this checkout, or `--compare`'s)."""
+    return [
+        (f"hub --help{tag}", lambda d: run_cli(
+            [HUB, "--help"], d, check=lambda out: "serve" in out and "calendly" in out, pythonpath=pythonpath)),
+        (f"hub phones normalize{tag}", lambda d: run_cli(
+            [HUB, "phones", "normalize", "--region", "ES"], d, stdin="600 12 34 56\n", check=lambda out: "+34600123456" in out,
+            pythonpath=pythonpath)),
+        (f"hub plugins{tag}", lambda d: run_cli(
+            [HUB, "plugins"], d, check=lambda out: "smtp_email" in out and "sandbox" in out, pythonpath=pythonpath)),
+        (f"hub tenants list{tag}", lambda d: run_cli([HUB, "tenants", "list"], d, check=lambda out: "demo" in out, pythonpath=pythonpath)),
+    ]
+
+
+def measure(runs: int, requests: int, only: str | None, compare: str | None = None) -> list[Figures]:
     """Every case, `runs` times each, interleaved so that load from elsewhere hits them alike."""
+    versions: list[tuple[str, str | None]] = [("", None)] + ([(" [compare]", compare)] if compare else [])
     cases: list[tuple[str, Callable[[Path], Sample]]] = [
         ("python -c pass", lambda d: run_cli([PYTHON, "-c", "pass"], d)),
         ("python -c 'import aiohttp.web, sqlalchemy.ext.asyncio'",
          lambda d: run_cli([PYTHON, "-c", "import aiohttp.web, sqlalchemy.ext.asyncio"], d)),
     ]
     if only in (None, "cli"):
-        cases += [
-            ("hub --help", lambda d: run_cli([HUB, "--help"], d, check=lambda out: "serve" in out and "calendly" in out)),
-            ("hub phones normalize", lambda d: run_cli(
-                [HUB, "phones", "normalize", "--region", "ES"], d, stdin="600 12 34 56\n", check=lambda out: "+34600123456" in out)),
-            ("hub plugins", lambda d: run_cli([HUB, "plugins"], d, check=lambda out: "smtp_email" in out and "sandbox" in out)),
-            ("hub tenants list", lambda d: run_cli([HUB, "tenants", "list"], d, check=lambda out: "demo" in out)),
-        ]
+        for tag, pythonpath in versions:
+            cases += hub_cases(tag, pythonpath)
     figures = {name: Figures(name) for name, _ in cases}
-    servers = ["bare aiohttp + SQLAlchemy /health (floor)", "hub serve, first start (empty folder)", "hub serve, restart"]
+    floor = "bare aiohttp + SQLAlchemy /health (floor)"
+    servers = [(f"hub serve, first start (empty folder){tag}", f"hub serve, restart{tag}", pythonpath) for tag, pythonpath in versions]
     if only in (None, "serve"):
-        figures.update({name: Figures(name) for name in servers})
+        figures[floor] = Figures(floor)
+        for first, again, _ in servers:
+            figures[first], figures[again] = Figures(first), Figures(again)
     with tempfile.TemporaryDirectory(prefix="hub-startup-") as tmp:
         base = Path(tmp)
         PYCACHE[:] = [str(base / "pycache")]
@@ -242,9 +264,11 @@ def measure(runs: int, requests: int, only: str | None) -> list[Figures]:
         if only in (None, "serve"):
             warm = base / "warm-up"
             warm.mkdir()
-            copy_config(warm)
-            port = free_port()
-            start_server([HUB, "serve", "--host", "127.0.0.1", "--port", str(port)], warm, port, requests=3)
+            for index, (_, _, pythonpath) in enumerate(servers):
+                port = free_port()
+                (warm / str(index)).mkdir()
+                copy_config(warm / str(index))
+                start_server([HUB, "serve", "--host", "127.0.0.1", "--port", str(port)], warm / str(index), port, 3, pythonpath)
         for run in range(runs):
             for name, case in cases:
                 figures[name].samples.append(case(cli_dir))
@@ -252,14 +276,15 @@ def measure(runs: int, requests: int, only: str | None) -> list[Figures]:
                 bare = base / f"bare-{run}"
                 bare.mkdir()
                 port = free_port()
-                figures[servers[0]].samples.append(start_server([PYTHON, "-c", BARE_SERVER, str(port)], bare, port, requests=0))
-                folder = base / f"serve-{run}"
-                folder.mkdir()
-                copy_config(folder)
-                for name in servers[1:]:
-                    port = free_port()
-                    argv = [HUB, "serve", "--host", "127.0.0.1", "--port", str(port), "--demo-user", DEMO_USER]
-                    figures[name].samples.append(start_server(argv, folder, port, requests))
+                figures[floor].samples.append(start_server([PYTHON, "-c", BARE_SERVER, str(port)], bare, port, requests=0))
+                for index, (first, again, pythonpath) in enumerate(servers):
+                    folder = base / f"serve-{run}-{index}"
+                    folder.mkdir()
+                    copy_config(folder)
+                    for name in (first, again):
+                        port = free_port()
+                        argv = [HUB, "serve", "--host", "127.0.0.1", "--port", str(port), "--demo-user", DEMO_USER]
+                        figures[name].samples.append(start_server(argv, folder, port, requests, pythonpath))
             print(f"  run {run + 1}/{runs} done", file=sys.stderr)
     return list(figures.values())
 
@@ -300,12 +325,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7, help="runs per case (the median is printed)")
     parser.add_argument("--requests", type=int, default=100, help="requests to each hub serve before the second RSS reading")
     parser.add_argument("--only", choices=("cli", "serve"), help="only the commands, or only the servers")
+    parser.add_argument("--compare", metavar="PATH", help="also run every hub case with another checkout of the project first on "
+                        "PYTHONPATH (e.g. `git archive <commit> | tar -x -C PATH`), interleaved, marked [compare]")
     args = parser.parse_args()
     if not Path(HUB).exists():
         raise SystemExit(f"no hub script beside {PYTHON}: run this with the project's .venv/bin/python")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, runs {args.runs}",
           file=sys.stderr)
-    report(measure(max(1, args.runs), max(0, args.requests), args.only), args.requests)
+    report(measure(max(1, args.runs), max(0, args.requests), args.only, args.compare), args.requests)
 
 
 if __name__ == "__main__":
