@@ -2,7 +2,10 @@
 
 Plugins add their own sub-commands through `register_commands`; to do that
 before arguments are parsed, `main` reads `--config` early and loads the
-plugins once, then hands the same hub to whichever command runs.
+plugins once (their modules, not the hub), then builds the hub from those
+same plugins only when a command asks for it. Nothing here imports the
+engine, the HTTP server or the templates: `hub --help` and the commands
+that need none of them answer without loading them.
 """
 
 from __future__ import annotations
@@ -10,16 +13,21 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from hub.config import Config, config_path, load_config
-from hub.core import Hub
 from hub.errors import HubError, StartupError, UnknownTenant
 from hub.logs import configure_logging
 from hub.port import HubPort
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from hub.core import Hub
+    from hub.plugins import HookCaller, PluginInfo
 
 T = TypeVar("T")
 
@@ -38,6 +46,7 @@ class CliState:
         self.environ = environ
         self._config: Config | None = None
         self._hub: Hub | None = None
+        self._plugins: tuple[pluggy.PluginManager, list[PluginInfo]] | None = None
 
     def config(self) -> Config:
         if self._config is None:
@@ -55,11 +64,29 @@ class CliState:
             # Built (to list plugin commands) but not opened: it reads the config from here on.
             self._hub.config = config
 
-    def hub(self) -> Hub:
-        if self._hub is None:
+    def plugin_hooks(self) -> HookCaller:
+        """The config's plugins, loaded (imported and registered) but not set up: enough to add their commands."""
+        from hub.plugins import HookCaller, build_plugin_manager, discover
+
+        if self._plugins is None:
             config = self.config()
             try:
-                self._hub = Hub.build(config)
+                self._plugins = build_plugin_manager(discover(config.plugin_dir_paths()), config.hub.disabled)
+            except StartupError as exc:
+                raise StartupFailure(str(exc)) from None
+        return HookCaller(self._plugins[0])
+
+    def hub(self) -> Hub:
+        """The hub, built on first use (from the plugins already loaded, if any)."""
+        if self._hub is None:
+            from hub.core import Hub
+
+            config = self.config()
+            try:
+                if self._plugins is None:
+                    self._hub = Hub.build(config)
+                else:
+                    self._hub = Hub(config, *self._plugins)
             except StartupError as exc:
                 raise StartupFailure(str(exc)) from None
         return self._hub
@@ -126,6 +153,42 @@ def with_open_hub(func: Callable[..., Awaitable[T]]) -> Callable[..., T]:
     return command
 
 
+class LazyChoice(click.Choice[str]):
+    """A `click.Choice` whose values come from a module loaded only when a command line reads them.
+
+    The values live beside the code that uses them (often with the engine behind it); declaring an
+    option must not import that for `hub --help` and every other command.
+    """
+
+    def __init__(self, load: Callable[[], Sequence[str]], case_sensitive: bool = True) -> None:
+        self._load = load
+        self._loaded: tuple[str, ...] | None = None
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The values, loaded on first use."""
+        if self._loaded is None:
+            self._loaded = tuple(self._load())
+        return self._loaded
+
+    @choices.setter
+    def choices(self, values: Sequence[str]) -> None:
+        self._loaded = tuple(values)
+
+
+class LazyHelpOption(click.Option):
+    """A `click.Option` whose help text is made when it is shown (it names values from a heavy module)."""
+
+    def __init__(self, *args: Any, lazy_help: Callable[[], str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy_help = lazy_help
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = self._lazy_help()
+        return super().get_help_record(ctx)
+
+
 @click.group()
 @click.option("--config", "config_file", metavar="PATH", help="Config file (default: $HUB_CONFIG or ./config.toml).")
 @click.pass_context
@@ -143,12 +206,12 @@ def main() -> None:
     environ = dict(os.environ)
     state = CliState(_early_config_option(sys.argv[1:]), environ)
     try:
-        hub = state.hub()
+        hooks = state.plugin_hooks()
     except click.ClickException:
-        hub = None  # the command that needs the hub reports the problem itself
-    if hub is not None:
+        hooks = None  # the command that needs the hub reports the problem itself
+    if hooks is not None:
         try:
-            hub.hooks.call_sync("register_commands", cli=cli)
+            hooks.call_sync("register_commands", cli=cli)
         except StartupError as exc:
             StartupFailure(str(exc)).show()
             sys.exit(StartupFailure.exit_code)

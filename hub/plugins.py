@@ -28,7 +28,6 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
-import structlog
 
 from hub import hookspecs
 from hub.errors import PluginLoadError
@@ -142,6 +141,8 @@ class HookCaller:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self.failures: Counter[str] = Counter()
+        import structlog  # here, not at the top: `import hub` (every plugin's first line) stays light
+
         self._log = structlog.get_logger("hub.plugins")
 
     def _impls(self, hook: str) -> list[pluggy.HookImpl]:

@@ -22,8 +22,6 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.engine import make_url
 
 from hub.errors import StartupError
@@ -169,6 +167,9 @@ class Keyring:
 
     def encrypt(self, plaintext: str, context: str, *, key: bytes | None = None) -> str:
         """A token for `plaintext`, bound to `context` (tenant, plugin and setting)."""
+        # cryptography (8 MB resident) loads with the first secret, not with every hub process.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         key = key if key is not None else self.current(f"the secret setting {context} must be encrypted")
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), context.encode())
@@ -188,6 +189,9 @@ class Keyring:
                 f"the secret setting {context} was encrypted with key {kid}, which is not among the known keys "
                 f"({', '.join(sorted(self._known))}): set {KEY_ENV} (or add the old key to {OLD_KEYS_ENV})"
             )
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         raw = base64.urlsafe_b64decode(body)
         try:
             return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from hub.admin_keys import issue_admin_key, list_admin_keys, revoke_admin_keys
 from hub.cli import with_open_hub
-from hub.core import Hub
+
+if TYPE_CHECKING:
+    from hub.core import Hub
 
 
 @click.group(name="admin-keys")
@@ -19,6 +22,8 @@ def admin_keys() -> None:
 @with_open_hub
 async def create(hub: Hub, name: str) -> None:
     """Create an admin key and print it (shown once, stored hashed)."""
+    from hub.admin_keys import issue_admin_key
+
     async with hub.db.sessions.begin() as session:
         key = await issue_admin_key(session, name)
     click.echo(f"admin key for {name} (shown once): {key}", err=True)
@@ -29,6 +34,8 @@ async def create(hub: Hub, name: str) -> None:
 @with_open_hub
 async def list_(hub: Hub) -> None:
     """List admin keys by prefix (the keys themselves are not stored)."""
+    from hub.admin_keys import list_admin_keys
+
     async with hub.db.sessions() as session:
         for info in await list_admin_keys(session):
             click.echo(f"{info.prefix}\t{info.name}\t{info.created_at}\t{'revoked' if info.revoked else 'active'}")
@@ -39,6 +46,8 @@ async def list_(hub: Hub) -> None:
 @with_open_hub
 async def revoke(hub: Hub, prefix: str) -> None:
     """Revoke the admin key shown by `list` with this prefix."""
+    from hub.admin_keys import revoke_admin_keys
+
     async with hub.db.sessions.begin() as session:
         count = await revoke_admin_keys(session, prefix)
     if not count:

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import select
 
-from hub import outbox
 from hub.cli import with_open_hub
-from hub.core import Hub
-from hub.events import InboundMessage
-from hub.models import ConversationEvent, Message, Notification
+
+if TYPE_CHECKING:
+    from hub.core import Hub
 
 MEDIUM = "chat"
 CHANNEL = "terminal"
@@ -55,6 +54,12 @@ async def chat(hub: Hub, tenant: str, sender: str) -> None:
 
 async def exchange(hub: Hub, tenant: str, kind: str, sender: str, body: str) -> list[str]:
     """Send one message through the inbox and the responders; the lines that describe what happened."""
+    from sqlalchemy import select
+
+    from hub import outbox
+    from hub.events import InboundMessage
+    from hub.models import ConversationEvent, Notification
+
     provider_id = f"chat-{uuid.uuid4().hex}"
     event = InboundMessage(tenant=tenant, medium=MEDIUM, channel=CHANNEL, sender=sender, sender_kind=kind, body=body, provider_id=provider_id)
     await hub.accept(event, source="hub-chat", dedupe_key=provider_id)
@@ -101,6 +106,10 @@ async def exchange(hub: Hub, tenant: str, kind: str, sender: str, body: str) -> 
 
 
 async def _conversation(hub: Hub, provider_id: str) -> int:
+    from sqlalchemy import select
+
+    from hub.models import Message
+
     async with hub.db.sessions() as session:
         conversation_id = await session.scalar(select(Message.conversation_id).where(Message.provider_id == provider_id))
     if conversation_id is None:

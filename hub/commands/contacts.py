@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
-from sqlalchemy import select
 
 from hub.cli import with_open_hub
-from hub.contact_io import export_contacts, import_contacts
-from hub.contacts import link
-from hub import merge_decisions
-from hub.merges import PROPOSAL_OPEN, MergeError
-from hub.core import Hub
-from hub.events import ContactRef
-from hub.models import Contact, ContactMerge, Identity, MergeProposal
-from hub.phones import InvalidAddress
+
+if TYPE_CHECKING:
+    from hub.core import Hub
 
 
 @click.group()
@@ -31,6 +25,8 @@ def contacts() -> None:
 @with_open_hub
 async def import_(hub: Hub, csv_file: TextIO, tenant: str) -> None:
     """Import a CSV client list (name, phone, whatsapp, email, locale, timezone, external_id)."""
+    from hub.contact_io import import_contacts
+
     try:
         lines = csv_file.readlines()
     except UnicodeDecodeError:
@@ -57,6 +53,8 @@ async def import_(hub: Hub, csv_file: TextIO, tenant: str) -> None:
 @with_open_hub
 async def export(hub: Hub, tenant: str) -> None:
     """Write every contact as one JSON object per line: id, name and identities."""
+    from hub.contact_io import export_contacts
+
     async for row in export_contacts(hub, tenant):
         click.echo(json.dumps(row, ensure_ascii=False))
 
@@ -67,6 +65,11 @@ async def export(hub: Hub, tenant: str) -> None:
 @with_open_hub
 async def show(hub: Hub, contact_id: int, tenant: str) -> None:
     """Show a contact, its identities, and what plugins add to its context."""
+    from sqlalchemy import select
+
+    from hub.events import ContactRef
+    from hub.models import Contact, Identity
+
     info = await hub.tenants.get(tenant)
     async with hub.db.sessions() as session:
         contact = await session.scalar(select(Contact).where(Contact.id == contact_id, Contact.tenant_id == info.id))
@@ -94,6 +97,11 @@ async def show(hub: Hub, contact_id: int, tenant: str) -> None:
 @with_open_hub
 async def duplicates(hub: Hub, tenant: str, show_all: bool) -> None:
     """List merge proposals: pairs of contacts that may be one person, with the evidence."""
+    from sqlalchemy import select
+
+    from hub.merges import PROPOSAL_OPEN
+    from hub.models import Contact, MergeProposal
+
     info = await hub.tenants.get(tenant)
     async with hub.db.sessions() as session:
         query = select(MergeProposal).where(MergeProposal.tenant_id == info.id).order_by(MergeProposal.id)
@@ -121,6 +129,9 @@ async def duplicates(hub: Hub, tenant: str, show_all: bool) -> None:
 @with_open_hub
 async def merge(hub: Hub, proposal_id: int, tenant: str) -> None:
     """Accept a merge proposal: the newer contact is merged into the older (undo with `unmerge`)."""
+    from hub import merge_decisions
+    from hub.merges import MergeError
+
     info = await hub.tenants.get(tenant)
     try:
         record = await merge_decisions.accept(hub, info, proposal_id)
@@ -135,6 +146,9 @@ async def merge(hub: Hub, proposal_id: int, tenant: str) -> None:
 @with_open_hub
 async def reject(hub: Hub, proposal_id: int, tenant: str) -> None:
     """Reject a merge proposal: the two contacts stay apart, and later evidence never merges them."""
+    from hub import merge_decisions
+    from hub.merges import MergeError
+
     info = await hub.tenants.get(tenant)
     try:
         proposal = await merge_decisions.reject(hub, info, proposal_id)
@@ -149,6 +163,9 @@ async def reject(hub: Hub, proposal_id: int, tenant: str) -> None:
 @with_open_hub
 async def unmerge(hub: Hub, contact_id: int, tenant: str) -> None:
     """Undo the merge that absorbed CONTACT_ID: its addresses, threads and appointments go back to it."""
+    from hub import merge_decisions
+    from hub.merges import MergeError
+
     info = await hub.tenants.get(tenant)
     try:
         record = await merge_decisions.undo(hub, info, contact_id)
@@ -162,6 +179,10 @@ async def unmerge(hub: Hub, contact_id: int, tenant: str) -> None:
 @with_open_hub
 async def merges(hub: Hub, tenant: str) -> None:
     """The audit trail: every merge, why, on what evidence, and whether it was undone."""
+    from sqlalchemy import select
+
+    from hub.models import ContactMerge
+
     info = await hub.tenants.get(tenant)
     async with hub.db.sessions() as session:
         records = (
@@ -186,6 +207,12 @@ async def merges(hub: Hub, tenant: str) -> None:
 @with_open_hub
 async def add_address(hub: Hub, contact_id: int, tenant: str, kind: str, address: str) -> None:
     """Add an address a person gave (their number, told in a chat) to a contact, by the usual linking rules."""
+    from sqlalchemy import select
+
+    from hub.contacts import link
+    from hub.models import Contact, Identity
+    from hub.phones import InvalidAddress
+
     info = await hub.tenants.get(tenant)
     async with hub.unit_of_work() as uow:
         session = uow.session

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from hub.cli import CliState, run
-from hub.database import Database
 
 
 @click.group()
@@ -17,6 +16,7 @@ def db() -> None:
 @click.pass_obj
 def upgrade(state: CliState) -> None:
     """Migrate the database to the newest schema."""
+    from hub.database import Database
 
     async def body() -> None:
         database = Database(state.config().hub.database_url)
@@ -37,6 +37,7 @@ def upgrade(state: CliState) -> None:
 @click.pass_obj
 def current(state: CliState) -> None:
     """Show the database's schema revision and the newest one."""
+    from hub.database import Database
 
     async def body() -> None:
         database = Database(state.config().hub.database_url)

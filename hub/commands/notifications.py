@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import select
 
-from hub.request_body import BadBody, parse_json
-from hub.cli import with_open_hub
-from hub.core import Hub
-from hub.models import DeliveryAttempt, Notification
-from hub.notifications import NotificationRequest
-from hub.outbox import FINAL_STATUSES, STATUSES, NotificationStatus
-from hub.phones import InvalidAddress
+from hub.cli import LazyChoice, with_open_hub
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+    from hub.models import Notification
 
 
 @click.command()
@@ -27,6 +24,14 @@ from hub.phones import InvalidAddress
 @with_open_hub
 async def send(hub: Hub, tenant: str, to: str, kind: str, channels: tuple[str, ...], data_json: str, timeout: float) -> None:
     """Queue one notification now and wait for its outcome."""
+    from sqlalchemy import select
+
+    from hub.models import DeliveryAttempt
+    from hub.notifications import NotificationRequest
+    from hub.outbox import FINAL_STATUSES, NotificationStatus
+    from hub.phones import InvalidAddress
+    from hub.request_body import BadBody, parse_json
+
     try:
         data = parse_json(data_json.encode())
     except BadBody as exc:
@@ -58,6 +63,9 @@ async def send(hub: Hub, tenant: str, to: str, kind: str, channels: tuple[str, .
 
 
 async def _wait(hub: Hub, notification_id: int, timeout: float) -> Notification:
+    from hub.models import Notification
+    from hub.outbox import FINAL_STATUSES
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -77,6 +85,12 @@ def _describe(row: Notification) -> str:
     return "  ".join(str(p) for p in parts)
 
 
+def _statuses() -> tuple[str, ...]:
+    from hub.outbox import STATUSES  # with the engine behind it: loaded only when a command line reads it
+
+    return STATUSES
+
+
 @click.group()
 def notifications() -> None:
     """The outbox."""
@@ -84,11 +98,15 @@ def notifications() -> None:
 
 @notifications.command(name="list")
 @click.option("--tenant", required=True, help="Tenant slug.")
-@click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
+@click.option("--status", type=LazyChoice(_statuses), help="Only this status.")
 @click.option("--limit", default=50, show_default=True)
 @with_open_hub
 async def list_(hub: Hub, tenant: str, status: str | None, limit: int) -> None:
     """List a tenant's notifications, newest due first."""
+    from sqlalchemy import select
+
+    from hub.models import Notification
+
     info = await hub.tenants.get(tenant)
     query = select(Notification).where(Notification.tenant_id == info.id)
     if status:

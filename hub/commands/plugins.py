@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import BaseModel, SecretStr
 
 from hub.cli import CliState, with_open_hub
-from hub.core import Hub
+
+if TYPE_CHECKING:
+    from hub.core import Hub
 
 
 def masked(settings: BaseModel | None) -> dict[str, Any]:

@@ -5,19 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 import click
 from pydantic import BaseModel, SecretStr, ValidationError
-from sqlalchemy import select
 
 from hub.cli import CliState, run, with_open_hub
 from hub.config import TenantSettings, slug_problem
-from hub.core import Hub
-from hub.models import Tenant
-from hub.tenant_settings import PluginView, SettingsProblem, UnknownPlugin
-from hub.models import utcnow
-from hub.tenants import issue_api_key, list_api_keys, revoke_api_key, upsert_tenant
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+    from hub.tenant_settings import PluginView
+
+# The database side (SQLAlchemy, models, the settings store) is imported in the commands that use it:
+# `hub --help` and every other command load this module.
 
 
 @click.group()
@@ -34,6 +35,11 @@ def tenants() -> None:
 @with_open_hub
 async def create(hub: Hub, slug: str, name: str, region: str, timezone: str, locale: str) -> None:
     """Create a tenant and print a new API key (shown once, stored hashed)."""
+    from sqlalchemy import select
+
+    from hub.models import Tenant
+    from hub.tenants import issue_api_key, upsert_tenant
+
     if problem := slug_problem(slug):
         raise click.BadParameter(problem, param_hint="SLUG")
     try:
@@ -60,6 +66,9 @@ async def create(hub: Hub, slug: str, name: str, region: str, timezone: str, loc
 @with_open_hub
 async def key(hub: Hub, slug: str, name: str | None, expires_in: int | None) -> None:
     """Issue another API key for an existing tenant (each run mints a new one: keep it, list and revoke old ones)."""
+    from hub.models import utcnow
+    from hub.tenants import issue_api_key
+
     info = await hub.tenants.get(slug)
     expires_at = utcnow() + dt.timedelta(days=expires_in) if expires_in else None
     async with hub.db.sessions.begin() as session:
@@ -78,6 +87,9 @@ def keys() -> None:
 @with_open_hub
 async def keys_list(hub: Hub, slug: str) -> None:
     """List the tenant's API keys by prefix (the keys themselves are stored hashed)."""
+    from hub.models import utcnow
+    from hub.tenants import list_api_keys
+
     info = await hub.tenants.get(slug)
     async with hub.db.sessions() as session:
         found = await list_api_keys(session, info.id)
@@ -97,6 +109,8 @@ async def keys_list(hub: Hub, slug: str) -> None:
 @with_open_hub
 async def keys_revoke(hub: Hub, slug: str, prefix: str) -> None:
     """Revoke the tenant's API key with this prefix (as `hub tenants keys list` shows it); it is refused at once."""
+    from hub.tenants import revoke_api_key
+
     info = await hub.tenants.get(slug)
     try:
         async with hub.db.sessions.begin() as session:
@@ -157,6 +171,8 @@ def parse_value(annotation: Any, raw: str) -> Any:
 
 def parse_assignments(model: type[BaseModel], plugin: str, items: tuple[str, ...], environ: dict[str, str]) -> dict[str, Any]:
     """`key=value` arguments as a table; `key=@env:NAME` takes the value from an environment variable."""
+    from hub.tenant_settings import SettingsProblem
+
     table: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -200,6 +216,8 @@ def configure(state: CliState, slug: str, plugin: str, assignments: tuple[str, .
     typed. KEY=@env:NAME reads the value from an environment variable, which
     keeps a secret out of your shell history. Secret keys are stored encrypted.
     """
+    from hub.tenant_settings import SettingsProblem, UnknownPlugin
+
     if not assignments and not unset:
         raise click.UsageError("give at least one KEY=VALUE or --unset KEY")
     hub = state.hub()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import click
-from sqlalchemy import select, update
+from typing import TYPE_CHECKING
 
-from hub.cli import with_open_hub
-from hub.core import Hub
-from hub.errors import UnknownTenant
-from hub.models import Tenant, WebhookSubscription, utcnow
-from hub.outbound_webhooks import EVENTS, SubscriptionError, subscribe
+import click
+
+from hub.cli import LazyHelpOption, with_open_hub
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+
+def _event_help() -> str:
+    from hub.outbound_webhooks import EVENTS  # with the engine behind it: loaded only when the help is shown
+
+    return f"An event or pattern, repeatable: {', '.join(EVENTS)}, appointment.*, *"
 
 
 @click.group()
@@ -20,11 +26,13 @@ def webhooks() -> None:
 @webhooks.command(name="subscribe")
 @click.argument("tenant")
 @click.argument("url")
-@click.option("--event", "events", multiple=True, required=True, metavar="PATTERN",
-              help=f"An event or pattern, repeatable: {', '.join(EVENTS)}, appointment.*, *")
+@click.option("--event", "events", multiple=True, required=True, metavar="PATTERN", cls=LazyHelpOption, lazy_help=_event_help)
 @with_open_hub
 async def subscribe_(hub: Hub, tenant: str, url: str, events: tuple[str, ...]) -> None:
     """Subscribe URL to events; prints the signing secret once (stored encrypted)."""
+    from hub.errors import UnknownTenant
+    from hub.outbound_webhooks import SubscriptionError, subscribe
+
     try:
         info = await hub.tenants.get(tenant)
         async with hub.db.sessions.begin() as session:
@@ -41,6 +49,10 @@ async def subscribe_(hub: Hub, tenant: str, url: str, events: tuple[str, ...]) -
 @with_open_hub
 async def list_(hub: Hub, tenant: str | None) -> None:
     """List subscriptions (secrets are never shown)."""
+    from sqlalchemy import select
+
+    from hub.models import Tenant, WebhookSubscription
+
     async with hub.db.sessions() as session:
         query = select(WebhookSubscription, Tenant.slug).join(Tenant, Tenant.id == WebhookSubscription.tenant_id).order_by(WebhookSubscription.id)
         if tenant:
@@ -55,6 +67,10 @@ async def list_(hub: Hub, tenant: str | None) -> None:
 @with_open_hub
 async def disable(hub: Hub, subscription_id: int) -> None:
     """Stop sending to a subscription (deliveries still queued fail as dead letters)."""
+    from sqlalchemy import update
+
+    from hub.models import WebhookSubscription, utcnow
+
     async with hub.db.sessions.begin() as session:
         result = await session.execute(
             update(WebhookSubscription).where(WebhookSubscription.id == subscription_id, WebhookSubscription.disabled_at.is_(None)).values(disabled_at=utcnow())

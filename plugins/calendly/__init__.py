@@ -52,17 +52,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from hub import DeferredEvent, HubPort, InboxEvent, Tool, hookimpl
 
 from .runtime import NAME, CalendlyPlugin
 from .settings import Settings
 from .tools import tools_for
-from .webhooks import complete, routes
 
 if TYPE_CHECKING:
     import click
+    from aiohttp import web
+
+# The webhook handlers (aiohttp's server) load when the routes are mounted or an event is completed:
+# `hub --help` and the other commands load this module too.
 
 __all__ = ["NAME", "Settings"]
 
@@ -74,6 +75,8 @@ def register_settings() -> type[Settings]:
 
 @hookimpl
 def register_routes(hub: HubPort) -> list[web.RouteDef] | None:
+    from .webhooks import routes
+
     # Always mounted: a tenant may get Calendly settings while the hub runs.
     return routes(CalendlyPlugin.of(hub))
 
@@ -108,4 +111,6 @@ async def complete_event(hub: HubPort, event: DeferredEvent) -> list[InboxEvent]
     """A webhook that named its scheduled event by URI only: fetch the event, then the appointment (issue 13)."""
     if event.plugin != NAME:
         return None
+    from .webhooks import complete
+
     return await complete(CalendlyPlugin.of(hub), event)

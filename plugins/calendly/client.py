@@ -13,11 +13,14 @@ import asyncio
 import datetime as dt
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from hub import HubError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp loads when the plugin first talks to its API: every `hub` command loads this module.
 
 MAX_AVAILABILITY_RANGE = dt.timedelta(days=7)
 """Calendly refuses a longer range in one `event_type_available_times` request."""
@@ -85,6 +88,8 @@ class CalendlyClient:
         self, session: aiohttp.ClientSession, *, base_url: str, token: str, tenant: str,
         timeout_seconds: float = 15.0, max_retries: int = 3, max_retry_wait: float = 30.0,
     ) -> None:
+        import aiohttp
+
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.tenant = tenant
@@ -104,6 +109,8 @@ class CalendlyClient:
         With `retry_rate_limit=False` a 429 is raised at once (a client waiting
         on WhatsApp is better served by a fallback than by a wait).
         """
+        import aiohttp
+
         url = f"{self.base_url}{path}"
         query = {k: _param(v) for k, v in (params or {}).items() if v is not None}
         retries = self.max_retries if retry_rate_limit else 0

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import aiohttp
 
 from hub import HubError, HubPort
 
 from .client import CalendlyClient, CalendlyError
 from .settings import Settings
 from .signature import SignatureHeader, is_fresh, matches
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp loads when the plugin first talks to its API: every `hub` command loads this module.
 
 NAME = "calendly"
 SUBSCRIPTION_KEY = "subscription"
@@ -71,6 +74,8 @@ class CalendlyPlugin:
 
     async def open(self) -> None:
         """Open the shared HTTP session (from `on_startup`)."""
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
 
@@ -82,6 +87,8 @@ class CalendlyPlugin:
 
     def client(self, tenant: str) -> CalendlyClient:
         """An API client with the tenant's token and base URL; raises NotConfigured."""
+        import aiohttp
+
         settings = self.require_settings(tenant)
         if self._session is None or self._session.closed:
             # A hub opened before Calendly was configured, or a command run without on_startup.

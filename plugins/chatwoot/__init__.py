@@ -78,8 +78,6 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from hub import (
     AppointmentRef,
     Channel,
@@ -94,14 +92,13 @@ from hub import (
 )
 
 from .channel import ChatwootChannel
-from .dashboard import app_routes
 from .runtime import IDENTITY, MEDIUM, NAME, ChatwootPlugin
 from .settings import Settings
 from .sync import AGENT_REPLIED, BOT_OFF, PROPOSALS_KEY, Sync, chatwoot_ids
-from .webhooks import routes
 
 if TYPE_CHECKING:
     import click
+    from aiohttp import web
 
 __all__ = ["NAME", "Settings"]
 
@@ -144,6 +141,10 @@ def register_channels(hub: HubPort) -> list[Channel] | None:
 
 @hookimpl
 def register_routes(hub: HubPort) -> list[web.RouteDef] | None:
+    # aiohttp's server loads with the routes, not with the plugin (every `hub` command loads this module).
+    from .dashboard import app_routes
+    from .webhooks import routes
+
     # Always mounted: a tenant may get Chatwoot settings while the hub runs.
     plugin = ChatwootPlugin.of(hub)
     return [*routes(plugin), *app_routes(plugin)]

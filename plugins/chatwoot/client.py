@@ -10,11 +10,14 @@ and say whether they are worth retrying (429, 5xx, no answer) through
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from hub import ChannelError, HubError, PermanentError, TransientError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp loads when the plugin first talks to its API: every `hub` command loads this module.
 
 
 class ChatwootError(HubError):
@@ -51,6 +54,8 @@ class ChatwootClient:
     def __init__(
         self, session: aiohttp.ClientSession, *, base_url: str, account_id: int, token: str, timeout_seconds: float = 15.0
     ) -> None:
+        import aiohttp
+
         self.session = session
         self.base = f"{base_url.rstrip('/')}/api/v1/accounts/{account_id}"
         self._headers = {"api_access_token": token, "Accept": "application/json"}
@@ -60,6 +65,8 @@ class ChatwootClient:
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
     ) -> Any:
         """One API call; the JSON body (None when empty). Raises ChatwootError."""
+        import aiohttp
+
         try:
             async with self.session.request(
                 method, f"{self.base}{path}", params=dict(params or {}), json=json, headers=self._headers, timeout=self._timeout

@@ -12,7 +12,6 @@ from hub import HubPort, run_with_hub
 
 from .runtime import ChatwootPlugin
 from .sync import ATTRIBUTES, Sync
-from .webhooks import sender_evidence
 
 T = TypeVar("T")
 
@@ -68,6 +67,8 @@ def setup(tenant: str, rotate_app_key: bool) -> None:
 @_tenant_option
 def sync(tenant: str) -> None:
     """Page through every Chatwoot contact, link it to its hub contact and push its context (safe to run again)."""
+    from .webhooks import sender_evidence  # with aiohttp's server: not for every command line
+
 
     async def body(plugin: ChatwootPlugin, sync: Sync) -> None:
         region = (await plugin.hub.tenant(tenant)).default_region

@@ -8,15 +8,18 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import aiohttp
 
 from hub import HubError, HubPort
 
 from .client import ChatwootClient
 from .settings import Settings
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp loads when the plugin first talks to its API: every `hub` command loads this module.
 
 NAME = "chatwoot"
 IDENTITY = "chatwoot"
@@ -75,6 +78,8 @@ class ChatwootPlugin:
 
     async def open(self) -> None:
         """Open the shared HTTP session (from `on_startup`)."""
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
 
@@ -86,6 +91,8 @@ class ChatwootPlugin:
 
     def client(self, tenant: str) -> ChatwootClient:
         """An API client with the tenant's account, token and base URL; raises NotConfigured."""
+        import aiohttp
+
         settings = self.require_settings(tenant)
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()

@@ -17,18 +17,22 @@ import datetime as dt
 import json
 import re
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
-import openai
 import structlog
-from openai import AsyncOpenAI
 
 from hub import Conversation, HubError, HubPort, ReceivedMessage, Reply, Tool
 
 from .prompt import redact
 from .settings import Settings
 from .tools import Session, contact_tools
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+# The SDK (about half a second and 20 MB to import) loads on the first answer, not with the plugin:
+# every `hub` command and a hub without OpenAI configured load this module too.
 
 NAME = "openai_responder"
 EMAIL_IN_TEXT = r"[^\s@<>,;:()\[\]]+@[^\s@<>,;:()\[\]]+\.[A-Za-z]{2,}"
@@ -47,6 +51,8 @@ class Clients:
         return hub.runtime(NAME, cls)
 
     def client(self, settings: Settings) -> AsyncOpenAI:
+        from openai import AsyncOpenAI
+
         key = (settings.base_url, settings.api_key.get_secret_value())
         if key not in self._clients:
             self._clients[key] = AsyncOpenAI(api_key=key[1], base_url=key[0], max_retries=settings.max_retries,
@@ -62,6 +68,8 @@ class Clients:
 
 async def respond(hub: HubPort, settings: Settings, conversation: Conversation, message: ReceivedMessage) -> Reply | None:
     """The model's reply to one message, or None to let the rules responder answer."""
+    import openai
+
     log = structlog.get_logger("plugins.openai_responder")
     tenant_slug = conversation.tenant
     if settings.daily_token_budget is not None and await hub.tokens_used_today(tenant_slug) >= settings.daily_token_budget:

@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from icalendar import Calendar, Event, vCalAddress
-
 from hub import PermanentError
 
 PRODID = "-//Notification Hub//smtp_email//EN"
@@ -71,6 +69,9 @@ def build_invite(
     now: dt.datetime,
 ) -> bytes:
     """The VCALENDAR text of a METHOD:REQUEST invite for one appointment."""
+    # Here, not at the top: only appointment emails need it, and every `hub` command loads the plugin.
+    from icalendar import Calendar, Event, vCalAddress
+
     zone_name = appointment.get("timezone")
     start = _utc(appointment["start"], zone_name, "start")
     end = _utc(appointment["end"], zone_name, "end") if appointment.get("end") else start + DEFAULT_LENGTH

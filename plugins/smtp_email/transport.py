@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 from email.message import EmailMessage
 
-import aiosmtplib
-
 from hub import ChannelError, PermanentError, TransientError
 
 from .settings import Settings
@@ -44,6 +42,8 @@ def _connection(settings: Settings) -> dict[str, object]:
 
 async def send_email(mail: EmailMessage, *, sender: str, recipient: str, settings: Settings) -> None:
     """Hand one email to the server; raise TransientError or PermanentError on failure."""
+    import aiosmtplib  # loaded when mail is sent, not with the plugin
+
     try:
         await aiosmtplib.send(mail, sender=sender, recipients=[recipient], **_connection(settings))  # type: ignore[arg-type]
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
@@ -66,6 +66,8 @@ def _response_error(code: int, text: str, stage: str) -> ChannelError:
 
 def classify(exc: BaseException) -> ChannelError:
     """The hub error an aiosmtplib (or network) exception stands for."""
+    import aiosmtplib  # loaded when mail is sent, not with the plugin
+
     if isinstance(exc, ChannelError):
         return exc
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
@@ -99,6 +101,8 @@ def classify(exc: BaseException) -> ChannelError:
 
 async def check_server(settings: Settings) -> str | None:
     """Connect, greet (STARTTLS and login as configured), NOOP and quit; None when all went well, else why not."""
+    import aiosmtplib
+
     client = aiosmtplib.SMTP(**_connection(settings))  # type: ignore[arg-type]
     try:
         async with client:

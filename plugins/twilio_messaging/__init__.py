@@ -86,17 +86,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
 
 from hub import Conversation, HubPort, ReceivedMessage, Reply, hookimpl
 
 from .keywords import classify
 from .sending import CHANNEL_NAMES, NAME, SMS, WHATSAPP, TwilioChannel, TwilioClients
 from .settings import Settings
-from .webhooks import routes
 
 if TYPE_CHECKING:
     import click
+    from aiohttp import web
 
 __all__ = ["Settings", "TwilioChannel"]
 
@@ -121,6 +120,8 @@ def register_channels(hub: HubPort) -> list[TwilioChannel]:
 
 @hookimpl
 def register_routes(hub: HubPort) -> list[web.RouteDef]:
+    from .webhooks import routes  # aiohttp's server loads with the routes, not with the plugin
+
     return routes(hub)
 
 

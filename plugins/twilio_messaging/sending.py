@@ -10,25 +10,26 @@ with its own aiohttp session, opened on first use inside the event loop.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import email.utils
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
 import structlog
-from twilio.base.exceptions import TwilioException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.http.response import Response
-from twilio.rest import Client
 
 from hub import WHATSAPP_ID, Delivery, Health, HubPort, OutboundMessage, PermanentError, TemplateError, TransientError
 
 from .settings import ContentTemplate, Settings, locale_key
+
+if TYPE_CHECKING:
+    from twilio.base.exceptions import TwilioException
+    from twilio.rest import Client
+
+# The Twilio SDK (and aiohttp's client under it) loads when a message is first sent or checked, not
+# with the plugin: every `hub` command and every hub, with Twilio configured or not, load this module.
 
 NAME = "twilio_messaging"
 STATUS_PATH = f"/webhooks/{NAME}/status"
@@ -197,46 +198,6 @@ def _error_body(text: str) -> tuple[int | None, str]:
     return (code if isinstance(code, int) else None), str(body.get("message") or body.get("detail") or "")
 
 
-class RetryingHttpClient(AsyncTwilioHttpClient):
-    """The SDK's async client, but 429 and 5xx become TransientError carrying Retry-After.
-
-    The SDK turns every error answer into an exception without its headers,
-    so Retry-After would be lost; it also passes no timeout to aiohttp (which
-    then waits forever) unless each call names one, and authenticates
-    through an aiohttp argument that aiohttp deprecates.
-    """
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
-        allow_redirects: bool = False,
-    ) -> Response:
-        headers = dict(headers or {})
-        if auth is not None:
-            # The same Basic header the SDK would build, without aiohttp's deprecated `auth=` argument.
-            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        response = await super().request(
-            method, url, params=params, data=data, headers=headers, auth=None,
-            timeout=timeout or self.timeout, allow_redirects=allow_redirects,
-        )
-        status = response.status_code
-        if status == 429 or status >= 500:
-            code, text = _error_body(response.text)
-            retry_after = retry_after_seconds(response.headers.get("Retry-After"), dt.datetime.now(dt.UTC))
-            raise TransientError(
-                f"Twilio answered {status}{f' ({code})' if code else ''}: {text or 'try again later'}",
-                code=str(code or status),
-                retry_after=retry_after,
-            )
-        return response
-
-
 class TwilioClients:
     """One SDK client per (account, token, API base URL), created on first use, closed by `close`."""
 
@@ -252,6 +213,10 @@ class TwilioClients:
         key = (settings.account_sid, token, settings.api_base_url, settings.timeout_seconds)
         client = self._clients.get(key)
         if client is None:
+            from twilio.rest import Client
+
+            from .http_client import RetryingHttpClient
+
             http = RetryingHttpClient(timeout=settings.timeout_seconds)
             # Given an empty mapping the SDK reads TWILIO_EDGE / TWILIO_REGION from os.environ, which
             # rewrite the API host; the blank values keep config.toml the only source.
@@ -330,6 +295,9 @@ class TwilioChannel:
         if settings.sandbox:
             self.log.info("twilio_sandboxed", **context)
             return Delivery(provider_id=None, status="sandboxed", detail=f"{shape} message built, not sent")
+        import aiohttp
+        from twilio.base.exceptions import TwilioException
+
         try:
             created = await self.clients.get(settings).messages.create_async(**request)
         except TransientError as exc:
@@ -351,6 +319,9 @@ class TwilioChannel:
             return Health(True, "configured per tenant", required=False)
         if self.settings.sandbox:
             return Health(True, "sandbox: messages are built, not sent", required=False)
+        import aiohttp
+        from twilio.base.exceptions import TwilioException
+
         try:
             account = await self.clients.get(self.settings).api.v2010.accounts(self.settings.account_sid).fetch_async()
         except TransientError as exc:
