@@ -341,7 +341,9 @@ def hub_document(database_url: str, port: int) -> dict[str, Any]:
     return config_document(
         database_url,
         hub={"plugin_dirs": [], "public_url": f"http://127.0.0.1:{port}", "log_level": "warning", "inbox_poll_seconds": 1.0},
-        tenants={TENANT: {"name": "Bench Clinic", "default_region": "ES", "timezone": "Europe/Madrid", "locale": "es"}},
+        # The default API budget (600 a minute) would refuse most of a run.
+        tenants={TENANT: {"name": "Bench Clinic", "default_region": "ES", "timezone": "Europe/Madrid", "locale": "es",
+                          "api_requests_per_minute": 1_000_000}},
         plugins={
             "rules_responder": {"enabled": True},
             "twilio_messaging": {"account_sid": "AC" + "0b" * 16, "auth_token": {"env": "BENCH_TWILIO_TOKEN"},

@@ -12,11 +12,12 @@ notice when it is canceled. Every notification has an idempotency key per
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # AppointmentInput lives in its own light module (events import it); still importable from here.
@@ -25,10 +26,10 @@ from hub.appointment_input import AppointmentInput as AppointmentInput
 from hub.contacts import LinkOutcome, link
 from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
 from hub.inbox import Processor
-from hub.models import Appointment, Contact, Notification, utcnow
+from hub.models import Appointment, AppointmentReplacement, Contact, Notification, utcnow
 from hub.notifications import NotificationRequest
 from hub.outbox import NotificationStatus, cancel, cancel_pending, enqueue, rearm
-from hub.reminders import QuietHours, parse_offset, plan_reminders
+from hub.reminders import PlannedReminder, QuietHours, parse_offset, plan_reminders
 from hub.tenants import TenantInfo
 from hub.unit_of_work import UnitOfWork
 
@@ -63,13 +64,14 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
     if data.addresses:
         profile = {"name": data.contact_name, "locale": data.contact_locale, "timezone": data.contact_timezone}
         outcome = await link(session, tenant, list(data.addresses), profile=profile, reason=f"appointment from {data.source}")
-    row = await _find(session, tenant, data.source, data.external_id)
+    row, successor = await _find(session, tenant, data.source, data.external_id)
     if row is None and data.replaces:
-        row = await _find(session, tenant, data.source, data.replaces)
+        row, _ = await _find(session, tenant, data.source, data.replaces)
         if row is not None:
             row.data = {**(row.data or {}), "replaced_ids": [*(row.data or {}).get("replaced_ids", []), row.external_id]}
+            await _record_replacement(session, tenant, row, row.external_id)
             row.external_id = data.external_id
-    if row is None and (successor := await _replaced_by(session, tenant, data.source, data.external_id)) is not None:
+    if row is None and successor is not None:
         # A late redelivery about a booking that was since replaced (rescheduled): it must not
         # bring the old booking back as a second appointment.
         return AppointmentChange(appointment_ref(successor, tenant), "unchanged", outcome, ())
@@ -99,30 +101,43 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
     await session.flush()
     change = _classify(created, old_status, data.status, moved, before, _snapshot(row))
     touched: list[int] = []
-    if row.contact_id is not None:
+    if row.contact_id is not None and change == "created":
+        # The link just read the contact: its time zone needs no second look.
+        known_zone = outcome.contact.timezone if outcome is not None and outcome.contact.id == row.contact_id else None
+        touched = await _first_notifications(session, tenant, row, data, now, known_zone)
+    elif row.contact_id is not None:
         touched = await _notifications_for(session, tenant, row, change, data, now, old_start, old_status)
     return AppointmentChange(appointment_ref(row, tenant), change, outcome, tuple(touched))
 
 
-async def _find(session: AsyncSession, tenant: TenantInfo, source: str, external_id: str) -> Appointment | None:
-    return await session.scalar(
-        select(Appointment).where(
-            Appointment.tenant_id == tenant.id, Appointment.source == source, Appointment.external_id == external_id
-        )
+async def _find(
+    session: AsyncSession, tenant: TenantInfo, source: str, external_id: str
+) -> tuple[Appointment | None, Appointment | None]:
+    """(the appointment with this external id, the one that took it over through `replaces`): one indexed query."""
+    replaced = select(AppointmentReplacement.appointment_id).where(
+        AppointmentReplacement.tenant_id == tenant.id, AppointmentReplacement.source == source,
+        AppointmentReplacement.external_id == external_id,
     )
+    rows = (
+        await session.scalars(
+            select(Appointment).where(
+                Appointment.tenant_id == tenant.id, Appointment.source == source,
+                or_(Appointment.external_id == external_id, Appointment.id.in_(replaced)),
+            )
+        )
+    ).all()
+    direct = next((row for row in rows if row.external_id == external_id), None)
+    successor = next((row for row in rows if row.external_id != external_id), None)
+    return direct, successor
 
 
-async def _replaced_by(session: AsyncSession, tenant: TenantInfo, source: str, external_id: str) -> Appointment | None:
-    """The appointment that took over this external id through `replaces`, if any."""
-    # Only reached when an external id is unknown (a new booking), so a text match on the JSON
-    # column (the same on SQLite and PostgreSQL) is cheap enough; the exact check follows.
-    candidates = await session.scalars(
-        select(Appointment).where(
-            Appointment.tenant_id == tenant.id, Appointment.source == source,
-            cast(Appointment.data, String).contains(json.dumps(external_id)),
-        )
+async def _record_replacement(session: AsyncSession, tenant: TenantInfo, row: Appointment, old_external_id: str) -> None:
+    """Remember that `row` took over `old_external_id`, so late news about it finds `row`."""
+    insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(AppointmentReplacement)
+    await session.execute(
+        insert.values(tenant_id=tenant.id, source=row.source, external_id=old_external_id, appointment_id=row.id)
+        .on_conflict_do_update(index_elements=["tenant_id", "source", "external_id"], set_={"appointment_id": row.id})
     )
-    return next((row for row in candidates if external_id in (row.data or {}).get("replaced_ids", [])), None)
 
 
 def _snapshot(row: Appointment) -> tuple[Any, ...]:
@@ -188,15 +203,53 @@ async def _notifications_for(
     return touched
 
 
-async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: Appointment, now: dt.datetime) -> list[int]:
-    """Make the appointment's pending reminders match the tenant's plan; returns ids created or moved."""
-    contact = await session.get(Contact, row.contact_id) if row.contact_id else None
-    timezone = (contact.timezone if contact else None) or row.timezone or tenant.timezone
+async def _first_notifications(
+    session: AsyncSession, tenant: TenantInfo, row: Appointment, data: AppointmentInput, now: dt.datetime,
+    contact_timezone: str | None,
+) -> list[int]:
+    """A new appointment's confirmation and reminders: nothing can be queued for its id yet, so
+    there is nothing to look up first."""
+    requests: list[NotificationRequest] = []
+    if data.confirm:
+        requests.append(NotificationRequest(
+            kind="confirmation", contact_id=row.contact_id, appointment_id=row.id,
+            idempotency_key=f"appointment:{row.id}:confirmation", expires_at=row.start_at, data={},
+        ))
+    for plan in _plan(tenant, row, now, contact_timezone):
+        requests.append(_reminder_request(row, plan))
+    return await _enqueue_all(session, tenant, requests)
+
+
+async def _enqueue_all(session: AsyncSession, tenant: TenantInfo, requests: list[NotificationRequest]) -> list[int]:
+    """Queue each request; the ids of the rows this call created."""
+    created: list[int] = []
+    for request in requests:
+        queued = await enqueue(session, tenant, request)
+        if queued.created:
+            created.append(queued.id)
+    return created
+
+
+def _plan(tenant: TenantInfo, row: Appointment, now: dt.datetime, contact_timezone: str | None) -> list[PlannedReminder]:
+    timezone = contact_timezone or row.timezone or tenant.timezone
     quiet = QuietHours.parse(tenant.quiet_hours) if tenant.quiet_hours else None
-    planned = plan_reminders(
+    return plan_reminders(
         start_at=row.start_at, booked_at=row.booked_at, now=now,
         offsets=[parse_offset(o) for o in tenant.reminders], timezone=timezone, quiet_hours=quiet,
     )
+
+
+def _reminder_request(row: Appointment, plan: PlannedReminder) -> NotificationRequest:
+    return NotificationRequest(
+        kind="reminder", contact_id=row.contact_id, appointment_id=row.id, send_at=plan.send_at, expires_at=row.start_at,
+        idempotency_key=f"appointment:{row.id}:reminder:{plan.label}", data={"offset": plan.label},
+    )
+
+
+async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: Appointment, now: dt.datetime) -> list[int]:
+    """Make the appointment's pending reminders match the tenant's plan; returns ids created or moved."""
+    contact = await session.get(Contact, row.contact_id) if row.contact_id else None
+    planned = _plan(tenant, row, now, contact.timezone if contact else None)
     existing = {
         n.idempotency_key: n
         for n in (
@@ -210,11 +263,7 @@ async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: App
         wanted.add(key)
         current = existing.get(key)
         if current is None:
-            queued = await enqueue(
-                session, tenant,
-                NotificationRequest(kind="reminder", contact_id=row.contact_id, appointment_id=row.id, send_at=plan.send_at,
-                                    expires_at=row.start_at, idempotency_key=key, data={"offset": plan.label}),
-            )
+            queued = await enqueue(session, tenant, _reminder_request(row, plan))
             touched.append(queued.id)
         elif (
             current.due_at != plan.send_at or current.expires_at != row.start_at
