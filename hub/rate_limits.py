@@ -16,6 +16,7 @@ a write per request would cost more than the limit protects.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -41,6 +42,7 @@ class RateLimiter:
         self._leases: dict[str, tuple[int, int]] = {}
         """bucket -> (window start, hits left of the block this process took from the shared row)."""
         self._shared_current: int | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def hit(self, bucket: str, limit: int, *, now: float | None = None) -> float | None:
         """Count one request; None when it is within `limit` per window, else the seconds until the window ends."""
@@ -62,12 +64,29 @@ class RateLimiter:
         return self._counts[bucket]
 
     async def _shared(self, bucket: str, start: int, limit: int) -> bool:
+        if self._take(bucket, start):
+            return True
+        # One block at a time per bucket: requests arriving together wait for it instead of each
+        # taking a block of its own (sixteen blocks at once would spend the whole limit).
+        lock = self._locks.setdefault(bucket, asyncio.Lock())
+        async with lock:
+            if self._take(bucket, start):
+                return True
+            return await self._lease(bucket, start, limit)
+
+    def _take(self, bucket: str, start: int) -> bool:
         window, left = self._leases.get(bucket, (start, 0))
         if window == start and left > 0:
             self._leases[bucket] = (start, left - 1)
             return True
+        return False
+
+    async def _lease(self, bucket: str, start: int, limit: int) -> bool:
+        window, _ = self._leases.get(bucket, (start, 0))
         # The block is sized from what this process last saw of the row (0 in a new window).
         seen = self._counts.get(bucket, 0) if window == start else 0
+        if seen >= limit:
+            return False  # counts only grow within a window: no other process can have freed any
         block = max(1, min(MAX_LEASE, (limit - seen) // LEASE_SHARE))
         insert = pg_insert(RateLimitWindow).values(bucket=bucket, window_start=start, count=block)
         statement = insert.on_conflict_do_update(
@@ -84,6 +103,7 @@ class RateLimiter:
         if len(self._leases) > 10_000:
             # Buckets of past callers (webhook sources by address): their leases and counts are only hints.
             self._leases, self._counts = {}, {}
+            self._locks = {bucket: self._locks[bucket]}
         self._counts[bucket] = count
         self._leases[bucket] = (start, max(0, granted - 1))
         return granted > 0
