@@ -19,6 +19,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.appointment_input import AppointmentInput, AppointmentStatus
 from hub.contacts import find_contact
@@ -34,6 +35,8 @@ from hub.tenants import TenantInfo, tenant_for_api_key
 
 TENANT_KEY = web.RequestKey("tenant", TenantInfo)
 API_HUB_KEY = web.AppKey("api_hub", Hub)
+KEY_LOOKUPS = web.AppKey("key_lookups", async_sessionmaker[AsyncSession])
+"""Sessions for the API key lookup, in autocommit: a read (and a rare last-used write) needs no BEGIN and ROLLBACK."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -183,7 +186,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if scheme.lower() != "bearer" or not key.strip():
         return problem(401, "unauthorized", detail="send Authorization: Bearer <tenant API key>")
     hub = request.app[API_HUB_KEY]
-    async with hub.db.sessions() as session:
+    async with request.app[KEY_LOOKUPS]() as session:
         tenant = await tenant_for_api_key(session, key.strip())
     if tenant is None:
         return problem(401, "unauthorized", detail="unknown, revoked or expired API key")
@@ -476,6 +479,7 @@ def create_api(hub: Hub, middlewares: list[Any]) -> web.Application:
     api = Api(hub)
     app = web.Application(middlewares=[*middlewares, authenticate], client_max_size=hub.config.hub.max_body_bytes)
     app[API_HUB_KEY] = hub
+    app[KEY_LOOKUPS] = async_sessionmaker(hub.db.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
     app.router.add_post("/notifications", api.post_notification)
     app.router.add_get("/notifications/{id}", api.get_notification)
     app.router.add_put("/appointments/{external_id}", api.put_appointment)

@@ -28,7 +28,7 @@ from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
 from hub.inbox import Processor
 from hub.models import Appointment, AppointmentReplacement, Contact, Notification, utcnow
 from hub.notifications import NotificationRequest
-from hub.outbox import NotificationStatus, cancel, cancel_pending, enqueue, rearm
+from hub.outbox import NotificationStatus, cancel, cancel_pending, enqueue, enqueue_many, rearm
 from hub.reminders import PlannedReminder, QuietHours, parse_offset, plan_reminders
 from hub.tenants import TenantInfo
 from hub.unit_of_work import UnitOfWork
@@ -221,13 +221,8 @@ async def _first_notifications(
 
 
 async def _enqueue_all(session: AsyncSession, tenant: TenantInfo, requests: list[NotificationRequest]) -> list[int]:
-    """Queue each request; the ids of the rows this call created."""
-    created: list[int] = []
-    for request in requests:
-        queued = await enqueue(session, tenant, request)
-        if queued.created:
-            created.append(queued.id)
-    return created
+    """Queue the requests in one go; the ids of the rows this call created."""
+    return [queued.id for queued in await enqueue_many(session, tenant, requests) if queued.created]
 
 
 def _plan(tenant: TenantInfo, row: Appointment, now: dt.datetime, contact_timezone: str | None) -> list[PlannedReminder]:
