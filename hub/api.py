@@ -22,7 +22,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.appointment_input import AppointmentInput, AppointmentStatus
-from hub.contacts import find_contact
+from hub.appointments import AppointmentChange
+from hub.contacts import find_contact, identity_key
 from hub.core import Hub
 from hub.errors import TemplateError
 from hub.header_text import UnsafeHeader, header_text
@@ -137,6 +138,35 @@ class AppointmentIn(Strict):
         )
 
 
+MAX_BATCH = 1000
+"""Appointments per POST /appointments/batch: a clinic's day in one request, a month in a few."""
+BATCH_TRANSACTION = 250
+"""Appointments per transaction in a batch: a failure loses at most these, and SQLite's other writers wait less."""
+
+
+def _storable_text(value: str) -> str:
+    if problem := text_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+class AppointmentItem(AppointmentIn):
+    """One appointment of POST /appointments/batch: the PUT's body and the external id of its path."""
+
+    external_id: Annotated[str, Field(min_length=1, max_length=300, description="Your booking system's id"), AfterValidator(_storable_text)]
+
+
+class AppointmentBatchIn(Strict):
+    """POST /appointments/batch: up to 1,000 appointments, each upserted as the PUT does."""
+
+    appointments: Annotated[list[AppointmentItem], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+def contact_fields(contact: ContactIn) -> list[str]:
+    """The body field of each address `to_input` makes, in its order."""
+    return [name for name, value in (("phone", contact.phone), ("whatsapp", contact.whatsapp), ("email", contact.email)) if value]
+
+
 class _KeyReused(Exception):
     """The Idempotency-Key was taken, concurrently, by a request with another body."""
 
@@ -197,6 +227,34 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return response
     request[TENANT_KEY] = tenant
     return await handler(request)
+
+
+def appointment_answer(change: AppointmentChange) -> dict[str, Any]:
+    """What the API answers about an upserted appointment."""
+    appointment = change.appointment
+    return {
+        "id": appointment.id, "external_id": appointment.external_id, "status": appointment.status,
+        "change": change.change, "start": iso(appointment.start_at), "end": iso(appointment.end_at),
+        "contact_id": appointment.contact_id, "notifications": list(change.notifications),
+        "confirmed_at": iso(appointment.confirmed_at),
+    }
+
+
+def batch_item(entry: Any, tenant: TenantInfo) -> tuple[AppointmentInput | None, tuple[str, str] | None]:
+    """(the appointment, None), or (None, (field, reason)) when the entry is not one the PUT would take."""
+    try:
+        item = AppointmentItem.model_validate(entry)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        return None, (".".join(str(p) for p in error["loc"]) or "body", error["msg"].removeprefix("Value error, "))
+    data = item.to_input(item.external_id)
+    # Addresses are checked before anything is written, so one bad phone fails its item, not its transaction.
+    for name, (kind, address) in zip(contact_fields(item.contact), data.addresses):
+        try:
+            identity_key(kind, address, tenant.default_region)
+        except InvalidAddress as exc:
+            return None, (f"contact.{name}", exc.reason)
+    return data, None
 
 
 def notification_json(row: Notification, attempts: list[DeliveryAttempt] | None = None) -> dict[str, Any]:
@@ -347,17 +405,44 @@ class Api:
         except InvalidAddress as exc:
             field = "contact.email" if exc.reason == "invalid email" else "contact.phone"
             return invalid(field, exc.reason)
-        appointment = change.appointment
-        status = 201 if change.change == "created" else 200
-        return web.json_response(
-            {
-                "id": appointment.id, "external_id": appointment.external_id, "status": appointment.status,
-                "change": change.change, "start": iso(appointment.start_at), "end": iso(appointment.end_at),
-                "contact_id": appointment.contact_id, "notifications": list(change.notifications),
-                "confirmed_at": iso(appointment.confirmed_at),
-            },
-            status=status,
-        )
+        return web.json_response(appointment_answer(change), status=201 if change.change == "created" else 200)
+
+    async def post_appointment_batch(self, request: web.Request) -> web.Response:
+        tenant = request[TENANT_KEY]
+        raw = parse_json(await request.read())
+        if not isinstance(raw, dict):
+            return invalid("body", "must be an object with an `appointments` list")
+        if unknown := sorted(set(raw) - {"appointments"}):
+            return invalid(unknown[0], "Extra inputs are not permitted")
+        entries = raw.get("appointments")
+        if not isinstance(entries, list) or not entries:
+            return invalid("appointments", "must be a list of 1 to 1000 appointments")
+        if len(entries) > MAX_BATCH:
+            return invalid("appointments", f"at most {MAX_BATCH} appointments per request (send several requests)")
+        results: list[dict[str, Any] | None] = [None] * len(entries)
+        valid: list[tuple[int, AppointmentInput]] = []
+        for index, entry in enumerate(entries):
+            item, error = batch_item(entry, tenant)
+            if error is not None:
+                field, reason = error
+                external_id = entry.get("external_id") if isinstance(entry, dict) and isinstance(entry.get("external_id"), str) else None
+                results[index] = {"index": index, "external_id": external_id if external_id and not text_problem(external_id) else None,
+                                  "error": "validation_failed", "field": f"appointments.{index}.{field}", "reason": reason}
+            else:
+                assert item is not None
+                valid.append((index, item))
+        for start in range(0, len(valid), BATCH_TRANSACTION):
+            chunk = valid[start:start + BATCH_TRANSACTION]
+            async with self.hub.unit_of_work() as uow:
+                changes = await self.hub.apply_appointments(uow, tenant, [item for _, item in chunk])
+            for (index, _), change in zip(chunk, changes):
+                results[index] = {"index": index, **appointment_answer(change)}
+        answered = [result for result in results if result is not None]
+        counts: dict[str, int] = {}
+        for result in answered:
+            outcome = "failed" if "error" in result else result["change"]
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return web.json_response({"results": answered, "counts": counts})
 
     async def find_contacts(self, request: web.Request) -> web.Response:
         tenant = request[TENANT_KEY]
@@ -417,7 +502,7 @@ class Api:
 def openapi_document(server: str) -> dict[str, Any]:
     """The OpenAPI 3 description of /api/v1, with schemas taken from the request models."""
     schemas: dict[str, Any] = {}
-    for model in (NotificationIn, AppointmentIn):
+    for model in (NotificationIn, AppointmentIn, AppointmentBatchIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -463,6 +548,14 @@ def openapi_document(server: str) -> dict[str, Any]:
                                 "schema": {"type": "string", "minLength": 1, "maxLength": 300}}],
                 "requestBody": body("AppointmentIn"),
                 "responses": {"201": answer("Created"), "200": answer("Updated"), **errors}}},
+            "/appointments/batch": {"post": {
+                "summary": f"Create or update up to {MAX_BATCH} appointments, each as the PUT does; idempotent (sending the same "
+                           "batch again changes nothing and queues nothing twice)",
+                "description": "Items are applied in order. Each result carries its `index`: the PUT's answer and `change`, or "
+                               "`error`, `field` (`appointments.<index>.<field>`) and `reason` for an item refused by validation; "
+                               "the other items are stored. `counts` tallies the changes and failures.",
+                "requestBody": body("AppointmentBatchIn"),
+                "responses": {"200": answer("Per-item results (`results`) and `counts`"), **errors}}},
             "/contacts": {"get": {"summary": "Find a contact by phone or email",
                                   "parameters": [{"name": "phone", "in": "query", "schema": {"type": "string", "maxLength": 64}},
                                                  {"name": "email", "in": "query", "schema": {"type": "string", "maxLength": 320}}],
@@ -483,6 +576,7 @@ def create_api(hub: Hub, middlewares: list[Any]) -> web.Application:
     app.router.add_post("/notifications", api.post_notification)
     app.router.add_get("/notifications/{id}", api.get_notification)
     app.router.add_put("/appointments/{external_id}", api.put_appointment)
+    app.router.add_post("/appointments/batch", api.post_appointment_batch)
     app.router.add_get("/contacts", api.find_contacts)
     app.router.add_get("/contacts/{id}", api.get_contact)
     app.router.add_get("/openapi.json", api.openapi, name="openapi")

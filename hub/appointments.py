@@ -12,6 +12,7 @@ notice when it is canceled. Every notification has an idempotency key per
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 # AppointmentInput lives in its own light module (events import it); still importable from here.
 from hub.appointment_input import APPOINTMENT_STATUSES
 from hub.appointment_input import AppointmentInput as AppointmentInput
-from hub.contacts import LinkOutcome, link
+from hub.contacts import LinkOutcome, LinkRequest, link, link_many
 from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
 from hub.inbox import Processor
 from hub.models import Appointment, AppointmentReplacement, Contact, Notification, utcnow
@@ -284,3 +285,124 @@ def appointment_processors(hub: Hub) -> dict[str, Processor]:
         await hub.apply_appointment(uow, tenant, event.appointment)
 
     return {AppointmentEvent.kind: changed}
+
+
+# --- batches ---------------------------------------------------------------------------------------
+
+BATCH_CHUNK = 500
+"""Rows per multi-row statement: well under SQLite's and asyncpg's bound-parameter limits."""
+
+
+async def upsert_appointments(
+    session: AsyncSession, tenant: TenantInfo, items: Sequence[AppointmentInput]
+) -> list[AppointmentChange]:
+    """`upsert_appointment` for a batch: each item's change, as upserting them one by one in order would give; never commits.
+
+    New bookings (an external id neither stored, nor replaced, nor earlier in the batch, and no
+    `replaces`) are linked with `link_many`, inserted with one multi-row INSERT and their
+    notifications queued with one `enqueue_many`, a run of consecutive ones at a time; every other
+    item goes through `upsert_appointment`, in its place in the order.
+    """
+    for index, data in enumerate(items):
+        if data.status not in APPOINTMENT_STATUSES:
+            raise ValueError(f"item {index}: status must be one of {', '.join(APPOINTMENT_STATUSES)}")
+    known = await _known_ids(session, tenant, items)
+    seen: set[tuple[str, str]] = set()
+    fresh: list[bool] = []
+    for data in items:
+        key = (data.source, data.external_id)
+        fresh.append(bool(data.addresses) and not data.replaces and key not in known and key not in seen)
+        seen.add(key)
+    changes: list[AppointmentChange] = []
+    index = 0
+    while index < len(items):
+        if not fresh[index]:
+            changes.append(await upsert_appointment(session, tenant, items[index]))
+            index += 1
+            continue
+        end = index
+        while end < len(items) and fresh[end] and end - index < BATCH_CHUNK:
+            end += 1
+        changes += await _create_many(session, tenant, items[index:end])
+        index = end
+    return changes
+
+
+async def _known_ids(session: AsyncSession, tenant: TenantInfo, items: Sequence[AppointmentInput]) -> set[tuple[str, str]]:
+    """(source, external id) of the items that name a stored appointment or one that was replaced."""
+    wanted: dict[str, list[str]] = {}
+    for data in items:
+        wanted.setdefault(data.source, []).append(data.external_id)
+    found: set[tuple[str, str]] = set()
+    for source, ids in wanted.items():
+        for start in range(0, len(ids), BATCH_CHUNK):
+            chunk = list(dict.fromkeys(ids[start:start + BATCH_CHUNK]))
+            stored = select(Appointment.external_id).where(
+                Appointment.tenant_id == tenant.id, Appointment.source == source, Appointment.external_id.in_(chunk)
+            )
+            replaced = select(AppointmentReplacement.external_id).where(
+                AppointmentReplacement.tenant_id == tenant.id, AppointmentReplacement.source == source,
+                AppointmentReplacement.external_id.in_(chunk),
+            )
+            rows = await session.execute(stored.union_all(replaced))
+            found.update((source, external_id) for (external_id,) in rows)
+    return found
+
+
+async def _create_many(session: AsyncSession, tenant: TenantInfo, items: Sequence[AppointmentInput]) -> list[AppointmentChange]:
+    """New bookings, as `upsert_appointment` creates them, set-based; one that a concurrent request
+    created first goes through `upsert_appointment` after the others."""
+    now = utcnow()
+    outcomes = await link_many(session, tenant, [
+        LinkRequest(list(data.addresses), profile={"name": data.contact_name, "locale": data.contact_locale,
+                                                   "timezone": data.contact_timezone},
+                    reason=f"appointment from {data.source}")
+        for data in items
+    ])
+    values = [
+        {
+            "tenant_id": tenant.id, "contact_id": outcome.contact.id, "source": data.source, "external_id": data.external_id,
+            "start_at": data.start_at, "end_at": data.end_at, "timezone": data.timezone, "status": data.status,
+            "service": data.service, "location": data.location, "event_type": data.event_type, "cancel_url": data.cancel_url,
+            "reschedule_url": data.reschedule_url, "booked_at": data.booked_at or now, "confirmed_at": None,
+            "data": dict(data.data), "created_at": now, "updated_at": now,
+        }
+        for data, outcome in zip(items, outcomes)
+    ]
+    insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(Appointment)
+    returned = await session.execute(
+        insert.values(values).on_conflict_do_nothing(index_elements=["tenant_id", "source", "external_id"])
+        .returning(Appointment.id, Appointment.external_id)
+    )
+    ids = {external_id: int(row_id) for row_id, external_id in returned}
+    requests: list[NotificationRequest] = []
+    owners: list[int] = []
+    refs: dict[int, AppointmentRef] = {}
+    for position, (data, outcome) in enumerate(zip(items, outcomes)):
+        if data.external_id not in ids:
+            continue
+        row = Appointment(id=ids[data.external_id], **values[position])
+        refs[position] = appointment_ref(row, tenant)
+        if data.status != "scheduled":
+            continue  # first heard of already canceled or a no-show: nothing to tell anyone
+        if data.confirm:
+            requests.append(NotificationRequest(
+                kind="confirmation", contact_id=row.contact_id, appointment_id=row.id,
+                idempotency_key=f"appointment:{row.id}:confirmation", expires_at=row.start_at, data={},
+            ))
+            owners.append(position)
+        for plan in _plan(tenant, row, now, outcome.contact.timezone):
+            requests.append(_reminder_request(row, plan))
+            owners.append(position)
+    touched: dict[int, list[int]] = {}
+    for owner, queued in zip(owners, await enqueue_many(session, tenant, requests)):
+        if queued.created:
+            touched.setdefault(owner, []).append(queued.id)
+    changes: list[AppointmentChange | None] = []
+    for position, (data, outcome) in enumerate(zip(items, outcomes)):
+        change = "created" if data.status == "scheduled" else data.status
+        changes.append(AppointmentChange(refs[position], change, outcome, tuple(touched.get(position, ()))) if position in refs else None)
+    for position, data in enumerate(items):
+        if changes[position] is None:  # a concurrent request stored it first: an update now, as one by one would see it
+            changes[position] = await upsert_appointment(session, tenant, data)
+    return [change for change in changes if change is not None]
