@@ -369,10 +369,15 @@ async def _create_many(session: AsyncSession, tenant: TenantInfo, items: Sequenc
         }
         for data, outcome in zip(items, outcomes)
     ]
-    insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(Appointment)
-    returned = await session.execute(
-        insert.values(values).on_conflict_do_nothing(index_elements=["tenant_id", "source", "external_id"])
-        .returning(Appointment.id, Appointment.external_id)
+    table = Appointment.__table__
+    insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+    # One statement compiled once and run over the rows (SQLAlchemy's "insertmanyvalues" batches them
+    # into multi-row INSERTs): `.values(rows)` would compile a bound parameter per cell, every time.
+    connection = await session.connection()
+    returned = await connection.execute(
+        insert.on_conflict_do_nothing(index_elements=["tenant_id", "source", "external_id"])
+        .returning(table.c.id, table.c.external_id),
+        values,
     )
     ids = {external_id: int(row_id) for row_id, external_id in returned}
     requests: list[NotificationRequest] = []
