@@ -500,7 +500,9 @@ def _fills_gap(have: Any, profile: dict[str, Any] | None) -> bool:
 
 
 def _profile_values(profile: dict[str, Any] | None) -> dict[str, Any]:
-    return {name: value for name, value in (profile or {}).items() if value and _storable(name, value)}
+    if not profile:
+        return {}
+    return {name: value for name, value in profile.items() if value and _storable(name, value)}
 
 
 async def _not_simple(
@@ -580,8 +582,10 @@ async def _create_many(
     dialect = session.get_bind().dialect.name
     for chunk in _chunks(fresh):
         profiles = [_profile_values(requests[group.members[0]].profile) for group in chunk]
-        rows: list[dict[str, Any]] = [{"tenant_id": tenant.id, "attributes": {}, "created_at": now, "updated_at": now,
-                 **{name: values.get(name) for name in PROFILE_FIELDS}} for values in profiles]
+        blank = dict.fromkeys(PROFILE_FIELDS)
+        rows: list[dict[str, Any]] = [
+            {"tenant_id": tenant.id, "attributes": {}, "created_at": now, "updated_at": now, **blank, **values} for values in profiles
+        ]
         # Ordered RETURNING ties each new id to its row (SQLAlchemy's "insertmanyvalues" guarantees it).
         result = await session.execute(insert(contact).returning(contact.c.id, sort_by_parameter_order=True), rows)
         ids = [int(contact_id) for contact_id in result.scalars().all()]
@@ -594,11 +598,12 @@ async def _create_many(
             for g, contact_id in ordered
         ]
         statement = (
-            (pg_insert if dialect == "postgresql" else sqlite_insert)(identity).values(values)
+            (pg_insert if dialect == "postgresql" else sqlite_insert)(identity)
             .on_conflict_do_nothing(index_elements=["tenant_id", "kind", "match_key"])
             .returning(identity.c.id, identity.c.kind, identity.c.match_key)
         )
-        inserted = {(kind, match): int(identity_id) for identity_id, kind, match in (await session.execute(statement)).all()}
+        # Many parameter sets for one statement: sent as multi-row INSERTs without compiling thousands of parameters.
+        inserted = {(kind, match): int(identity_id) for identity_id, kind, match in (await session.execute(statement, values)).all()}
         orphans: list[int] = []
         for (group, contact_id), values_of in zip(zip(chunk, ids), profiles):
             identity_id = inserted.get((group.key.kind, group.key.match))

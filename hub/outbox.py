@@ -118,7 +118,9 @@ def _move(row: Notification, status: NotificationStatus, at: dt.datetime, reason
 # --- enqueue ---------------------------------------------------------------------------------------
 
 
-def _row(tenant: TenantInfo, request: NotificationRequest, contact_id: int, now: dt.datetime) -> dict[str, Any]:
+def _row(
+    tenant: TenantInfo, request: NotificationRequest, contact_id: int, now: dt.datetime, history: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The outbox row for a request, `pending`, as both enqueue paths insert it."""
     return {
         "tenant_id": tenant.id,
@@ -132,7 +134,7 @@ def _row(tenant: TenantInfo, request: NotificationRequest, contact_id: int, now:
         "channel_order": list(request.channel_order),
         "idempotency_key": request.idempotency_key,
         "status": NotificationStatus.PENDING,
-        "status_history": [history_entry(NotificationStatus.PENDING, now)],
+        "status_history": history or [history_entry(NotificationStatus.PENDING, now)],
         "due_at": request.send_at or now,
         "expires_at": request.expires_at,
         "attempts": 0,
@@ -144,6 +146,17 @@ def _row(tenant: TenantInfo, request: NotificationRequest, contact_id: int, now:
 def _insert(session: AsyncSession) -> Any:
     dialect = session.get_bind().dialect.name
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(Notification)
+
+
+def _insert_many(session: AsyncSession) -> Any:
+    """The Core INSERT ... ON CONFLICT DO NOTHING RETURNING that `enqueue_many` runs with a list of rows."""
+    table = Notification.__table__
+    dialect = session.get_bind().dialect.name
+    return (
+        (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+        .returning(table.c.id, table.c.idempotency_key)
+    )
 
 
 async def _wake_workers(session: AsyncSession, dues: Sequence[dt.datetime], now: dt.datetime) -> None:
@@ -210,14 +223,13 @@ async def enqueue_many(session: AsyncSession, tenant: TenantInfo, requests: Sequ
     now = utcnow()
     lost: list[int] = []
     dues: list[dt.datetime] = []
+    history = [history_entry(NotificationStatus.PENDING, now)]  # one list for the batch: it is only serialised
     for start in range(0, len(new), ENQUEUE_CHUNK):
         chunk = new[start:start + ENQUEUE_CHUNK]
-        rows = [_row(tenant, requests[i], requests[i].contact_id or linked[i].contact.id, now) for i in chunk]
-        statement = (
-            _insert(session).values(rows).on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-            .returning(Notification.id, Notification.idempotency_key)
-        )
-        returned = sorted((await session.execute(statement)).all())
+        rows = [_row(tenant, requests[i], requests[i].contact_id or linked[i].contact.id, now, history) for i in chunk]
+        # A one-row statement with many parameter sets: SQLAlchemy sends it as multi-row INSERTs
+        # ("insertmanyvalues") without compiling a statement with thousands of bound parameters.
+        returned = sorted((await session.execute(_insert_many(session), rows)).all())
         # Rows without a key never conflict, and ids are drawn in the order of the VALUES list (a
         # sequence on PostgreSQL, the next rowid on SQLite): sorted by id they follow the requests.
         by_key = {key: int(row_id) for row_id, key in returned if key is not None}
