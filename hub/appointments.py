@@ -227,10 +227,13 @@ async def _enqueue_all(session: AsyncSession, tenant: TenantInfo, requests: list
 
 
 def _plan(tenant: TenantInfo, row: Appointment, now: dt.datetime, contact_timezone: str | None) -> list[PlannedReminder]:
-    timezone = contact_timezone or row.timezone or tenant.timezone
+    return _plan_at(tenant, row.start_at, row.booked_at, contact_timezone or row.timezone or tenant.timezone, now)
+
+
+def _plan_at(tenant: TenantInfo, start_at: dt.datetime, booked_at: dt.datetime, timezone: str, now: dt.datetime) -> list[PlannedReminder]:
     quiet = QuietHours.parse(tenant.quiet_hours) if tenant.quiet_hours else None
     return plan_reminders(
-        start_at=row.start_at, booked_at=row.booked_at, now=now,
+        start_at=start_at, booked_at=booked_at, now=now,
         offsets=[parse_offset(o) for o in tenant.reminders], timezone=timezone, quiet_hours=quiet,
     )
 
@@ -386,18 +389,27 @@ async def _create_many(session: AsyncSession, tenant: TenantInfo, items: Sequenc
     for position, (data, outcome) in enumerate(zip(items, outcomes)):
         if data.external_id not in ids:
             continue
-        row = Appointment(id=ids[data.external_id], **values[position])
-        refs[position] = appointment_ref(row, tenant)
+        # The hook-facing view straight from the values: an ORM object per row costs more than its INSERT.
+        row = values[position]
+        ref = AppointmentRef(
+            ids[data.external_id], tenant.slug, row["contact_id"], data.source, data.external_id, data.start_at, data.end_at,
+            data.timezone, data.status, data.service, data.location, None,
+        )
+        refs[position] = ref
         if data.status != "scheduled":
             continue  # first heard of already canceled or a no-show: nothing to tell anyone
         if data.confirm:
             requests.append(NotificationRequest(
-                kind="confirmation", contact_id=row.contact_id, appointment_id=row.id,
-                idempotency_key=f"appointment:{row.id}:confirmation", expires_at=row.start_at, data={},
+                kind="confirmation", contact_id=ref.contact_id, appointment_id=ref.id,
+                idempotency_key=f"appointment:{ref.id}:confirmation", expires_at=ref.start_at, data={},
             ))
             owners.append(position)
-        for plan in _plan(tenant, row, now, outcome.contact.timezone):
-            requests.append(_reminder_request(row, plan))
+        timezone = outcome.contact.timezone or data.timezone or tenant.timezone
+        for plan in _plan_at(tenant, data.start_at, row["booked_at"], timezone, now):
+            requests.append(NotificationRequest(
+                kind="reminder", contact_id=ref.contact_id, appointment_id=ref.id, send_at=plan.send_at, expires_at=ref.start_at,
+                idempotency_key=f"appointment:{ref.id}:reminder:{plan.label}", data={"offset": plan.label},
+            ))
             owners.append(position)
     touched: dict[int, list[int]] = {}
     for owner, queued in zip(owners, await enqueue_many(session, tenant, requests)):
