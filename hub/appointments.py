@@ -362,7 +362,7 @@ async def _create_many(session: AsyncSession, tenant: TenantInfo, items: Sequenc
                     reason=f"appointment from {data.source}")
         for data in items
     ])
-    values = [
+    values: list[dict[str, Any]] = [
         {
             "tenant_id": tenant.id, "contact_id": outcome.contact.id, "source": data.source, "external_id": data.external_id,
             "start_at": data.start_at, "end_at": data.end_at, "timezone": data.timezone, "status": data.status,
