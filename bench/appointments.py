@@ -312,7 +312,7 @@ async def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, tim
     async with aiohttp.ClientSession() as session:
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
             try:
                 async with session.get(base + "/health", timeout=aiohttp.ClientTimeout(total=2)) as response:
                     if response.status < 500:
@@ -320,7 +320,7 @@ async def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, tim
             except (aiohttp.ClientError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{process.args} did not answer /health in {timeout} s")
+                raise RuntimeError(f"{process.args!r} did not answer /health in {timeout} s")
             await asyncio.sleep(0.1)
 
 
