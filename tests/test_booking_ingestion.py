@@ -185,3 +185,35 @@ async def test_the_batch_endpoint_is_in_the_openapi_document(client: Any) -> Non
     assert operation["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AppointmentBatchIn"}
     items = document["components"]["schemas"]["AppointmentBatchIn"]["properties"]["appointments"]
     assert items["maxItems"] == 1000 and "external_id" in document["components"]["schemas"]["AppointmentItem"]["required"]
+
+
+async def test_migration_0017_remembers_the_ids_replaced_before_it(empty_database_url: str) -> None:
+    """Bookings replaced before the table existed (ids kept only in data) are still found by their old id."""
+    import json
+
+    from sqlalchemy import text
+
+    from hub.database import Database
+
+    db = Database(empty_database_url)
+    try:
+        await db.upgrade("0014")
+        now = utcnow().replace(tzinfo=None)  # raw SQL: the columns hold naive UTC
+        async with db.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO tenants (slug, name, default_region, timezone, locale, settings, created_at) "
+                                    "VALUES ('clinic', 'Clinic', 'ES', 'Europe/Madrid', 'es', '{}', :now)"), {"now": now})
+            tenant_id = (await conn.execute(text("SELECT id FROM tenants"))).scalar_one()
+            for external_id, data in (("new-b", {"replaced_ids": ["old-a", "older"]}), ("plain", {"note": "replaced_ids"})):
+                await conn.execute(text(
+                    "INSERT INTO appointments (tenant_id, source, external_id, start_at, status, booked_at, data, created_at, updated_at) "
+                    "VALUES (:tenant, 'calendly', :external, :now, 'scheduled', :now, :data, :now, :now)"
+                ), {"tenant": tenant_id, "external": external_id, "now": now, "data": json.dumps(data)})
+        await db.upgrade()
+        async with db.engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT r.external_id, a.external_id FROM appointment_replacements r JOIN appointments a ON a.id = r.appointment_id "
+                "ORDER BY r.external_id"
+            ))).all()
+        assert [tuple(row) for row in rows] == [("old-a", "new-b"), ("older", "new-b")]
+    finally:
+        await db.close()
