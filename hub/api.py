@@ -8,6 +8,8 @@ another's data, not even whether an id exists.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 
@@ -19,21 +21,26 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.appointment_input import AppointmentInput, AppointmentStatus
-from hub.contacts import find_contact
+from hub.appointments import AppointmentChange
+from hub.contacts import find_contact, identity_key
 from hub.core import Hub
 from hub.errors import TemplateError
 from hub.header_text import UnsafeHeader, header_text
 from hub.input_rules import LOCALE_PATTERN, MAX_ID, check_locale, check_moment, check_timezone, check_url, iso_text
 from hub.models import Appointment, Contact, DeliveryAttempt, IdempotencyRecord, Identity, Message, Notification, utcnow
 from hub.notifications import NotificationRequest
+from hub.outbox import address_identity
 from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id
 from hub.request_body import parse_json, text_problem
 from hub.tenants import TenantInfo, tenant_for_api_key
 
 TENANT_KEY = web.RequestKey("tenant", TenantInfo)
 API_HUB_KEY = web.AppKey("api_hub", Hub)
+KEY_LOOKUPS = web.AppKey("key_lookups", async_sessionmaker[AsyncSession])
+"""Sessions for the API key lookup, in autocommit: a read (and a rare last-used write) needs no BEGIN and ROLLBACK."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,6 +88,23 @@ class NotificationIn(Strict):
             except UnsafeHeader as exc:
                 raise ValueError(f"data.subject {exc}") from None
         return self
+
+
+# At most this many notifications in one POST /notifications/batch (the body limit, max_body_bytes, applies too).
+MAX_BATCH = 1000
+
+
+class BatchNotificationIn(NotificationIn):
+    """One item of POST /notifications/batch: a notification, with its own idempotency key."""
+
+    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=200, description=(
+        "A retried batch (or POST /notifications with this Idempotency-Key) answers with the notification queued first"))] = None
+
+
+class NotificationBatchIn(Strict):
+    """POST /notifications/batch: up to 1,000 notifications, queued together or not at all."""
+
+    notifications: list[BatchNotificationIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class ContactIn(Strict):
@@ -134,6 +158,35 @@ class AppointmentIn(Strict):
         )
 
 
+MAX_BATCH = 1000
+"""Appointments per POST /appointments/batch: a clinic's day in one request, a month in a few."""
+BATCH_TRANSACTION = 250
+"""Appointments per transaction in a batch: a failure loses at most these, and SQLite's other writers wait less."""
+
+
+def _storable_text(value: str) -> str:
+    if problem := text_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+class AppointmentItem(AppointmentIn):
+    """One appointment of POST /appointments/batch: the PUT's body and the external id of its path."""
+
+    external_id: Annotated[str, Field(min_length=1, max_length=300, description="Your booking system's id"), AfterValidator(_storable_text)]
+
+
+class AppointmentBatchIn(Strict):
+    """POST /appointments/batch: up to 1,000 appointments, each upserted as the PUT does."""
+
+    appointments: Annotated[list[AppointmentItem], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+def contact_fields(contact: ContactIn) -> list[str]:
+    """The body field of each address `to_input` makes, in its order."""
+    return [name for name, value in (("phone", contact.phone), ("whatsapp", contact.whatsapp), ("email", contact.email)) if value]
+
+
 class _KeyReused(Exception):
     """The Idempotency-Key was taken, concurrently, by a request with another body."""
 
@@ -183,7 +236,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if scheme.lower() != "bearer" or not key.strip():
         return problem(401, "unauthorized", detail="send Authorization: Bearer <tenant API key>")
     hub = request.app[API_HUB_KEY]
-    async with hub.db.sessions() as session:
+    async with request.app[KEY_LOOKUPS]() as session:
         tenant = await tenant_for_api_key(session, key.strip())
     if tenant is None:
         return problem(401, "unauthorized", detail="unknown, revoked or expired API key")
@@ -194,6 +247,34 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return response
     request[TENANT_KEY] = tenant
     return await handler(request)
+
+
+def appointment_answer(change: AppointmentChange) -> dict[str, Any]:
+    """What the API answers about an upserted appointment."""
+    appointment = change.appointment
+    return {
+        "id": appointment.id, "external_id": appointment.external_id, "status": appointment.status,
+        "change": change.change, "start": iso(appointment.start_at), "end": iso(appointment.end_at),
+        "contact_id": appointment.contact_id, "notifications": list(change.notifications),
+        "confirmed_at": iso(appointment.confirmed_at),
+    }
+
+
+def batch_item(entry: Any, tenant: TenantInfo) -> tuple[AppointmentInput | None, tuple[str, str] | None]:
+    """(the appointment, None), or (None, (field, reason)) when the entry is not one the PUT would take."""
+    try:
+        item = AppointmentItem.model_validate(entry)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        return None, (".".join(str(p) for p in error["loc"]) or "body", error["msg"].removeprefix("Value error, "))
+    data = item.to_input(item.external_id)
+    # Addresses are checked before anything is written, so one bad phone fails its item, not its transaction.
+    for name, (kind, address) in zip(contact_fields(item.contact), data.addresses):
+        try:
+            identity_key(kind, address, tenant.default_region)
+        except InvalidAddress as exc:
+            return None, (f"contact.{name}", exc.reason)
+    return data, None
 
 
 def notification_json(row: Notification, attempts: list[DeliveryAttempt] | None = None) -> dict[str, Any]:
@@ -224,6 +305,11 @@ class Api:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        # SQLite has one writer at a time: booking writes queue here, in order, instead of in
+        # SQLite's busy handler, whose sleeps and retries gave the long tail (p99 of seconds).
+        self._booking_writes: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if hub.db.is_sqlite else contextlib.nullcontext()
+        )
 
     async def post_notification(self, request: web.Request) -> web.Response:
         tenant = request[TENANT_KEY]
@@ -284,6 +370,84 @@ class Api:
                     raise _KeyReused()
         return web.json_response(answer, status=202)
 
+    async def post_notification_batch(self, request: web.Request) -> web.Response:
+        """Queue many notifications in one transaction: every item valid and queued, or none (422 naming the first bad item)."""
+        tenant = request[TENANT_KEY]
+        if request.headers.get("Idempotency-Key", "").strip():
+            return invalid("Idempotency-Key", "not used on a batch: give each notification its own idempotency_key")
+        try:
+            body = NotificationBatchIn.model_validate(parse_json(await request.read()))
+        except ValidationError as exc:
+            return self._batch_invalid([self._batch_error(error) for error in exc.errors()])
+        items = body.notifications
+        problems = self._batch_problems(tenant, items)
+        requests = [
+            NotificationRequest(
+                kind=item.kind, contact_id=item.contact_id, address=item.to, data=item.data, send_at=item.send_at,
+                expires_at=item.expires_at, channel_order=tuple(item.channels), template=item.template, locale=item.locale,
+                idempotency_key=f"api:{item.idempotency_key}" if item.idempotency_key else None,
+            )
+            for item in items
+        ]
+        async with self.hub.unit_of_work() as uow:
+            # Checked in the transaction that queues them, as POST /notifications does.
+            owned = await self._owned_contacts(uow.session, tenant, {item.contact_id for item in items if item.contact_id is not None})
+            problems += [(index, "contact_id", "no such contact") for index, item in enumerate(items)
+                         if item.contact_id is not None and item.contact_id not in owned]
+            if problems:
+                return self._batch_invalid(sorted(problems))
+            queued = await self.hub.queue_notifications(uow, tenant=tenant.slug, requests=requests)
+        return web.json_response({"notifications": [
+            {"index": index, "id": one.id, "status": one.status, "created": one.created} for index, one in enumerate(queued)
+        ]}, status=202)
+
+    @staticmethod
+    def _batch_error(error: Any) -> tuple[int | None, str, str]:
+        """(item index, field within the item, reason) of a pydantic error on the batch body."""
+        location = list(error["loc"])
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        if len(location) >= 2 and location[0] == "notifications" and isinstance(location[1], int):
+            return location[1], ".".join(str(p) for p in location[2:]) or "body", reason
+        return None, ".".join(str(p) for p in location) or "body", reason
+
+    @staticmethod
+    def _batch_invalid(problems: list[tuple[int | None, str, str]]) -> web.Response:
+        """422 naming the first bad item and field, with every problem found listed under `errors`."""
+        listed = [
+            {"index": index, "field": field if index is None else f"notifications[{index}].{field}", "reason": reason}
+            for index, field, reason in problems
+        ]
+        first = listed[0]
+        return problem(422, "validation_failed", field=first["field"], reason=first["reason"], index=first["index"], errors=listed[:100])
+
+    def _batch_problems(self, tenant: TenantInfo, items: list[BatchNotificationIn]) -> list[tuple[int | None, str, str]]:
+        """What the hub, not the schema, refuses in each item: unknown channels, templates, unusable addresses."""
+        known = set(self.hub.channels) | {channel.medium for channel in self.hub.channels.values()}
+        templates: dict[tuple[str, str | None], str | None] = {}
+        problems: list[tuple[int | None, str, str]] = []
+        for index, item in enumerate(items):
+            unknown = [c for c in item.channels if c not in known]
+            if unknown:
+                problems.append((index, "channels", f"unknown channel or medium {unknown[0]!r}"))
+            template = (item.template or item.kind, item.locale)
+            if template not in templates:
+                templates[template] = self._template_problem(tenant, item)
+            if templates[template] is not None:
+                problems.append((index, "template" if item.template else "kind", str(templates[template])))
+            if item.to is not None:
+                try:
+                    identity_key(*address_identity(item.to), tenant.default_region)
+                except InvalidAddress as exc:
+                    problems.append((index, "to", exc.reason))
+        return problems
+
+    @staticmethod
+    async def _owned_contacts(session: AsyncSession, tenant: TenantInfo, ids: set[int]) -> set[int]:
+        if not ids:
+            return set()
+        found = await session.scalars(select(Contact.id).where(Contact.id.in_(ids), Contact.tenant_id == tenant.id))
+        return set(found.all())
+
     def _template_problem(self, tenant: TenantInfo, body: NotificationIn) -> str | None:
         """Why no channel could render this notification (no template for its kind), or None."""
         name = body.template or body.kind
@@ -339,22 +503,49 @@ class Api:
             return invalid("external_id", problem)
         body: AppointmentIn = await parse(request, AppointmentIn)
         try:
-            async with self.hub.unit_of_work() as uow:
+            async with self._booking_writes, self.hub.unit_of_work() as uow:
                 change = await self.hub.apply_appointment(uow, tenant, body.to_input(external_id))
         except InvalidAddress as exc:
             field = "contact.email" if exc.reason == "invalid email" else "contact.phone"
             return invalid(field, exc.reason)
-        appointment = change.appointment
-        status = 201 if change.change == "created" else 200
-        return web.json_response(
-            {
-                "id": appointment.id, "external_id": appointment.external_id, "status": appointment.status,
-                "change": change.change, "start": iso(appointment.start_at), "end": iso(appointment.end_at),
-                "contact_id": appointment.contact_id, "notifications": list(change.notifications),
-                "confirmed_at": iso(appointment.confirmed_at),
-            },
-            status=status,
-        )
+        return web.json_response(appointment_answer(change), status=201 if change.change == "created" else 200)
+
+    async def post_appointment_batch(self, request: web.Request) -> web.Response:
+        tenant = request[TENANT_KEY]
+        raw = parse_json(await request.read())
+        if not isinstance(raw, dict):
+            return invalid("body", "must be an object with an `appointments` list")
+        if unknown := sorted(set(raw) - {"appointments"}):
+            return invalid(unknown[0], "Extra inputs are not permitted")
+        entries = raw.get("appointments")
+        if not isinstance(entries, list) or not entries:
+            return invalid("appointments", "must be a list of 1 to 1000 appointments")
+        if len(entries) > MAX_BATCH:
+            return invalid("appointments", f"at most {MAX_BATCH} appointments per request (send several requests)")
+        results: list[dict[str, Any] | None] = [None] * len(entries)
+        valid: list[tuple[int, AppointmentInput]] = []
+        for index, entry in enumerate(entries):
+            item, error = batch_item(entry, tenant)
+            if error is not None:
+                field, reason = error
+                external_id = entry.get("external_id") if isinstance(entry, dict) and isinstance(entry.get("external_id"), str) else None
+                results[index] = {"index": index, "external_id": external_id if external_id and not text_problem(external_id) else None,
+                                  "error": "validation_failed", "field": f"appointments.{index}.{field}", "reason": reason}
+            else:
+                assert item is not None
+                valid.append((index, item))
+        for start in range(0, len(valid), BATCH_TRANSACTION):
+            chunk = valid[start:start + BATCH_TRANSACTION]
+            async with self._booking_writes, self.hub.unit_of_work() as uow:
+                changes = await self.hub.apply_appointments(uow, tenant, [item for _, item in chunk])
+            for (index, _), change in zip(chunk, changes):
+                results[index] = {"index": index, **appointment_answer(change)}
+        answered = [result for result in results if result is not None]
+        counts: dict[str, int] = {}
+        for result in answered:
+            outcome = "failed" if "error" in result else result["change"]
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return web.json_response({"results": answered, "counts": counts})
 
     async def find_contacts(self, request: web.Request) -> web.Response:
         tenant = request[TENANT_KEY]
@@ -414,7 +605,7 @@ class Api:
 def openapi_document(server: str) -> dict[str, Any]:
     """The OpenAPI 3 description of /api/v1, with schemas taken from the request models."""
     schemas: dict[str, Any] = {}
-    for model in (NotificationIn, AppointmentIn):
+    for model in (NotificationIn, NotificationBatchIn, AppointmentIn, AppointmentBatchIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -452,6 +643,15 @@ def openapi_document(server: str) -> dict[str, Any]:
         "paths": {
             "/notifications": {"post": {"summary": "Queue a notification", "parameters": [idempotency], "requestBody": body("NotificationIn"),
                                         "responses": {"202": answer("Queued: id and status"), **errors}}},
+            "/notifications/batch": {"post": {
+                "summary": f"Queue up to {MAX_BATCH} notifications in one transaction: all of them, or none when any item is refused",
+                "description": ("Each item is a NotificationIn with an optional `idempotency_key` (the Idempotency-Key header is not "
+                                "used here). 202 answers `notifications`: per item, in order, its `index`, `id`, `status` and "
+                                "`created` (false when its key named a notification queued before, or earlier in the batch). "
+                                "A refused item makes the whole batch 422 with nothing queued: `field` is "
+                                "`notifications[<index>].<field>`, `index` the item, and `errors` lists every problem found."),
+                "requestBody": body("NotificationBatchIn"),
+                "responses": {"202": answer("Queued: per item index, id, status and created"), **errors}}},
             "/notifications/{id}": {"get": {"summary": "A notification: status, attempts, channel, errors", "parameters": [path_id],
                                             "responses": {"200": answer("The notification"), "404": answer("No such notification"), **errors}}},
             "/appointments/{external_id}": {"put": {
@@ -460,6 +660,14 @@ def openapi_document(server: str) -> dict[str, Any]:
                                 "schema": {"type": "string", "minLength": 1, "maxLength": 300}}],
                 "requestBody": body("AppointmentIn"),
                 "responses": {"201": answer("Created"), "200": answer("Updated"), **errors}}},
+            "/appointments/batch": {"post": {
+                "summary": f"Create or update up to {MAX_BATCH} appointments, each as the PUT does; idempotent (sending the same "
+                           "batch again changes nothing and queues nothing twice)",
+                "description": "Items are applied in order. Each result carries its `index`: the PUT's answer and `change`, or "
+                               "`error`, `field` (`appointments.<index>.<field>`) and `reason` for an item refused by validation; "
+                               "the other items are stored. `counts` tallies the changes and failures.",
+                "requestBody": body("AppointmentBatchIn"),
+                "responses": {"200": answer("Per-item results (`results`) and `counts`"), **errors}}},
             "/contacts": {"get": {"summary": "Find a contact by phone or email",
                                   "parameters": [{"name": "phone", "in": "query", "schema": {"type": "string", "maxLength": 64}},
                                                  {"name": "email", "in": "query", "schema": {"type": "string", "maxLength": 320}}],
@@ -476,9 +684,12 @@ def create_api(hub: Hub, middlewares: list[Any]) -> web.Application:
     api = Api(hub)
     app = web.Application(middlewares=[*middlewares, authenticate], client_max_size=hub.config.hub.max_body_bytes)
     app[API_HUB_KEY] = hub
+    app[KEY_LOOKUPS] = async_sessionmaker(hub.db.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
     app.router.add_post("/notifications", api.post_notification)
+    app.router.add_post("/notifications/batch", api.post_notification_batch)
     app.router.add_get("/notifications/{id}", api.get_notification)
     app.router.add_put("/appointments/{external_id}", api.put_appointment)
+    app.router.add_post("/appointments/batch", api.post_appointment_batch)
     app.router.add_get("/contacts", api.find_contacts)
     app.router.add_get("/contacts/{id}", api.get_contact)
     app.router.add_get("/openapi.json", api.openapi, name="openapi")

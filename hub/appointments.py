@@ -12,23 +12,25 @@ notice when it is canceled. Every notification has an idempotency key per
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # AppointmentInput lives in its own light module (events import it); still importable from here.
 from hub.appointment_input import APPOINTMENT_STATUSES
 from hub.appointment_input import AppointmentInput as AppointmentInput
-from hub.contacts import LinkOutcome, link
+from hub.contacts import LinkOutcome, LinkRequest, link, link_many
 from hub.events import AppointmentEvent, AppointmentRef, InboxEvent
 from hub.inbox import Processor
-from hub.models import Appointment, Contact, Notification, utcnow
+from hub.models import Appointment, AppointmentReplacement, Contact, Notification, utcnow
 from hub.notifications import NotificationRequest
-from hub.outbox import NotificationStatus, cancel, cancel_pending, enqueue, rearm
-from hub.reminders import QuietHours, parse_offset, plan_reminders
+from hub.outbox import NotificationStatus, cancel, cancel_pending, enqueue, enqueue_many, rearm
+from hub.reminders import PlannedReminder, QuietHours, parse_offset, plan_reminders
 from hub.tenants import TenantInfo
 from hub.unit_of_work import UnitOfWork
 
@@ -63,13 +65,14 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
     if data.addresses:
         profile = {"name": data.contact_name, "locale": data.contact_locale, "timezone": data.contact_timezone}
         outcome = await link(session, tenant, list(data.addresses), profile=profile, reason=f"appointment from {data.source}")
-    row = await _find(session, tenant, data.source, data.external_id)
+    row, successor = await _find(session, tenant, data.source, data.external_id)
     if row is None and data.replaces:
-        row = await _find(session, tenant, data.source, data.replaces)
+        row, _ = await _find(session, tenant, data.source, data.replaces)
         if row is not None:
             row.data = {**(row.data or {}), "replaced_ids": [*(row.data or {}).get("replaced_ids", []), row.external_id]}
+            await _record_replacement(session, tenant, row, row.external_id)
             row.external_id = data.external_id
-    if row is None and (successor := await _replaced_by(session, tenant, data.source, data.external_id)) is not None:
+    if row is None and successor is not None:
         # A late redelivery about a booking that was since replaced (rescheduled): it must not
         # bring the old booking back as a second appointment.
         return AppointmentChange(appointment_ref(successor, tenant), "unchanged", outcome, ())
@@ -99,30 +102,43 @@ async def upsert_appointment(session: AsyncSession, tenant: TenantInfo, data: Ap
     await session.flush()
     change = _classify(created, old_status, data.status, moved, before, _snapshot(row))
     touched: list[int] = []
-    if row.contact_id is not None:
+    if row.contact_id is not None and change == "created":
+        # The link just read the contact: its time zone needs no second look.
+        known_zone = outcome.contact.timezone if outcome is not None and outcome.contact.id == row.contact_id else None
+        touched = await _first_notifications(session, tenant, row, data, now, known_zone)
+    elif row.contact_id is not None:
         touched = await _notifications_for(session, tenant, row, change, data, now, old_start, old_status)
     return AppointmentChange(appointment_ref(row, tenant), change, outcome, tuple(touched))
 
 
-async def _find(session: AsyncSession, tenant: TenantInfo, source: str, external_id: str) -> Appointment | None:
-    return await session.scalar(
-        select(Appointment).where(
-            Appointment.tenant_id == tenant.id, Appointment.source == source, Appointment.external_id == external_id
-        )
+async def _find(
+    session: AsyncSession, tenant: TenantInfo, source: str, external_id: str
+) -> tuple[Appointment | None, Appointment | None]:
+    """(the appointment with this external id, the one that took it over through `replaces`): one indexed query."""
+    replaced = select(AppointmentReplacement.appointment_id).where(
+        AppointmentReplacement.tenant_id == tenant.id, AppointmentReplacement.source == source,
+        AppointmentReplacement.external_id == external_id,
     )
+    rows = (
+        await session.scalars(
+            select(Appointment).where(
+                Appointment.tenant_id == tenant.id, Appointment.source == source,
+                or_(Appointment.external_id == external_id, Appointment.id.in_(replaced)),
+            )
+        )
+    ).all()
+    direct = next((row for row in rows if row.external_id == external_id), None)
+    successor = next((row for row in rows if row.external_id != external_id), None)
+    return direct, successor
 
 
-async def _replaced_by(session: AsyncSession, tenant: TenantInfo, source: str, external_id: str) -> Appointment | None:
-    """The appointment that took over this external id through `replaces`, if any."""
-    # Only reached when an external id is unknown (a new booking), so a text match on the JSON
-    # column (the same on SQLite and PostgreSQL) is cheap enough; the exact check follows.
-    candidates = await session.scalars(
-        select(Appointment).where(
-            Appointment.tenant_id == tenant.id, Appointment.source == source,
-            cast(Appointment.data, String).contains(json.dumps(external_id)),
-        )
+async def _record_replacement(session: AsyncSession, tenant: TenantInfo, row: Appointment, old_external_id: str) -> None:
+    """Remember that `row` took over `old_external_id`, so late news about it finds `row`."""
+    insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(AppointmentReplacement)
+    await session.execute(
+        insert.values(tenant_id=tenant.id, source=row.source, external_id=old_external_id, appointment_id=row.id)
+        .on_conflict_do_update(index_elements=["tenant_id", "source", "external_id"], set_={"appointment_id": row.id})
     )
-    return next((row for row in candidates if external_id in (row.data or {}).get("replaced_ids", [])), None)
 
 
 def _snapshot(row: Appointment) -> tuple[Any, ...]:
@@ -188,15 +204,51 @@ async def _notifications_for(
     return touched
 
 
+async def _first_notifications(
+    session: AsyncSession, tenant: TenantInfo, row: Appointment, data: AppointmentInput, now: dt.datetime,
+    contact_timezone: str | None,
+) -> list[int]:
+    """A new appointment's confirmation and reminders: nothing can be queued for its id yet, so
+    there is nothing to look up first."""
+    requests: list[NotificationRequest] = []
+    if data.confirm:
+        requests.append(NotificationRequest(
+            kind="confirmation", contact_id=row.contact_id, appointment_id=row.id,
+            idempotency_key=f"appointment:{row.id}:confirmation", expires_at=row.start_at, data={},
+        ))
+    for plan in _plan(tenant, row, now, contact_timezone):
+        requests.append(_reminder_request(row, plan))
+    return await _enqueue_all(session, tenant, requests)
+
+
+async def _enqueue_all(session: AsyncSession, tenant: TenantInfo, requests: list[NotificationRequest]) -> list[int]:
+    """Queue the requests in one go; the ids of the rows this call created."""
+    return [queued.id for queued in await enqueue_many(session, tenant, requests) if queued.created]
+
+
+def _plan(tenant: TenantInfo, row: Appointment, now: dt.datetime, contact_timezone: str | None) -> list[PlannedReminder]:
+    return _plan_at(tenant, row.start_at, row.booked_at, contact_timezone or row.timezone or tenant.timezone, now)
+
+
+def _plan_at(tenant: TenantInfo, start_at: dt.datetime, booked_at: dt.datetime, timezone: str, now: dt.datetime) -> list[PlannedReminder]:
+    quiet = QuietHours.parse(tenant.quiet_hours) if tenant.quiet_hours else None
+    return plan_reminders(
+        start_at=start_at, booked_at=booked_at, now=now,
+        offsets=[parse_offset(o) for o in tenant.reminders], timezone=timezone, quiet_hours=quiet,
+    )
+
+
+def _reminder_request(row: Appointment, plan: PlannedReminder) -> NotificationRequest:
+    return NotificationRequest(
+        kind="reminder", contact_id=row.contact_id, appointment_id=row.id, send_at=plan.send_at, expires_at=row.start_at,
+        idempotency_key=f"appointment:{row.id}:reminder:{plan.label}", data={"offset": plan.label},
+    )
+
+
 async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: Appointment, now: dt.datetime) -> list[int]:
     """Make the appointment's pending reminders match the tenant's plan; returns ids created or moved."""
     contact = await session.get(Contact, row.contact_id) if row.contact_id else None
-    timezone = (contact.timezone if contact else None) or row.timezone or tenant.timezone
-    quiet = QuietHours.parse(tenant.quiet_hours) if tenant.quiet_hours else None
-    planned = plan_reminders(
-        start_at=row.start_at, booked_at=row.booked_at, now=now,
-        offsets=[parse_offset(o) for o in tenant.reminders], timezone=timezone, quiet_hours=quiet,
-    )
+    planned = _plan(tenant, row, now, contact.timezone if contact else None)
     existing = {
         n.idempotency_key: n
         for n in (
@@ -210,11 +262,7 @@ async def schedule_reminders(session: AsyncSession, tenant: TenantInfo, row: App
         wanted.add(key)
         current = existing.get(key)
         if current is None:
-            queued = await enqueue(
-                session, tenant,
-                NotificationRequest(kind="reminder", contact_id=row.contact_id, appointment_id=row.id, send_at=plan.send_at,
-                                    expires_at=row.start_at, idempotency_key=key, data={"offset": plan.label}),
-            )
+            queued = await enqueue(session, tenant, _reminder_request(row, plan))
             touched.append(queued.id)
         elif (
             current.due_at != plan.send_at or current.expires_at != row.start_at
@@ -240,3 +288,138 @@ def appointment_processors(hub: Hub) -> dict[str, Processor]:
         await hub.apply_appointment(uow, tenant, event.appointment)
 
     return {AppointmentEvent.kind: changed}
+
+
+# --- batches ---------------------------------------------------------------------------------------
+
+BATCH_CHUNK = 500
+"""Rows per multi-row statement: well under SQLite's and asyncpg's bound-parameter limits."""
+
+
+async def upsert_appointments(
+    session: AsyncSession, tenant: TenantInfo, items: Sequence[AppointmentInput]
+) -> list[AppointmentChange]:
+    """`upsert_appointment` for a batch: each item's change, as upserting them one by one in order would give; never commits.
+
+    New bookings (an external id neither stored, nor replaced, nor earlier in the batch, and no
+    `replaces`) are linked with `link_many`, inserted with one multi-row INSERT and their
+    notifications queued with one `enqueue_many`, a run of consecutive ones at a time; every other
+    item goes through `upsert_appointment`, in its place in the order.
+    """
+    for index, data in enumerate(items):
+        if data.status not in APPOINTMENT_STATUSES:
+            raise ValueError(f"item {index}: status must be one of {', '.join(APPOINTMENT_STATUSES)}")
+    known = await _known_ids(session, tenant, items)
+    seen: set[tuple[str, str]] = set()
+    fresh: list[bool] = []
+    for data in items:
+        key = (data.source, data.external_id)
+        fresh.append(bool(data.addresses) and not data.replaces and key not in known and key not in seen)
+        seen.add(key)
+    changes: list[AppointmentChange] = []
+    index = 0
+    while index < len(items):
+        if not fresh[index]:
+            changes.append(await upsert_appointment(session, tenant, items[index]))
+            index += 1
+            continue
+        end = index
+        while end < len(items) and fresh[end] and end - index < BATCH_CHUNK:
+            end += 1
+        changes += await _create_many(session, tenant, items[index:end])
+        index = end
+    return changes
+
+
+async def _known_ids(session: AsyncSession, tenant: TenantInfo, items: Sequence[AppointmentInput]) -> set[tuple[str, str]]:
+    """(source, external id) of the items that name a stored appointment or one that was replaced."""
+    wanted: dict[str, list[str]] = {}
+    for data in items:
+        wanted.setdefault(data.source, []).append(data.external_id)
+    found: set[tuple[str, str]] = set()
+    for source, ids in wanted.items():
+        for start in range(0, len(ids), BATCH_CHUNK):
+            chunk = list(dict.fromkeys(ids[start:start + BATCH_CHUNK]))
+            stored = select(Appointment.external_id).where(
+                Appointment.tenant_id == tenant.id, Appointment.source == source, Appointment.external_id.in_(chunk)
+            )
+            replaced = select(AppointmentReplacement.external_id).where(
+                AppointmentReplacement.tenant_id == tenant.id, AppointmentReplacement.source == source,
+                AppointmentReplacement.external_id.in_(chunk),
+            )
+            rows = await session.execute(stored.union_all(replaced))
+            found.update((source, external_id) for (external_id,) in rows)
+    return found
+
+
+async def _create_many(session: AsyncSession, tenant: TenantInfo, items: Sequence[AppointmentInput]) -> list[AppointmentChange]:
+    """New bookings, as `upsert_appointment` creates them, set-based; one that a concurrent request
+    created first goes through `upsert_appointment` after the others."""
+    now = utcnow()
+    outcomes = await link_many(session, tenant, [
+        LinkRequest(list(data.addresses), profile={"name": data.contact_name, "locale": data.contact_locale,
+                                                   "timezone": data.contact_timezone},
+                    reason=f"appointment from {data.source}")
+        for data in items
+    ])
+    values: list[dict[str, Any]] = [
+        {
+            "tenant_id": tenant.id, "contact_id": outcome.contact.id, "source": data.source, "external_id": data.external_id,
+            "start_at": data.start_at, "end_at": data.end_at, "timezone": data.timezone, "status": data.status,
+            "service": data.service, "location": data.location, "event_type": data.event_type, "cancel_url": data.cancel_url,
+            "reschedule_url": data.reschedule_url, "booked_at": data.booked_at or now, "confirmed_at": None,
+            "data": dict(data.data), "created_at": now, "updated_at": now,
+        }
+        for data, outcome in zip(items, outcomes)
+    ]
+    table = Appointment.__table__
+    insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(table)
+    # One statement compiled once and run over the rows (SQLAlchemy's "insertmanyvalues" batches them
+    # into multi-row INSERTs): `.values(rows)` would compile a bound parameter per cell, every time.
+    connection = await session.connection()
+    returned = await connection.execute(
+        insert.on_conflict_do_nothing(index_elements=["tenant_id", "source", "external_id"])
+        .returning(table.c.id, table.c.external_id),
+        values,
+    )
+    ids = {external_id: int(row_id) for row_id, external_id in returned}
+    requests: list[NotificationRequest] = []
+    owners: list[int] = []
+    refs: dict[int, AppointmentRef] = {}
+    for position, (data, outcome) in enumerate(zip(items, outcomes)):
+        if data.external_id not in ids:
+            continue
+        # The hook-facing view straight from the values: an ORM object per row costs more than its INSERT.
+        row = values[position]
+        ref = AppointmentRef(
+            ids[data.external_id], tenant.slug, row["contact_id"], data.source, data.external_id, data.start_at, data.end_at,
+            data.timezone, data.status, data.service, data.location, None,
+        )
+        refs[position] = ref
+        if data.status != "scheduled":
+            continue  # first heard of already canceled or a no-show: nothing to tell anyone
+        if data.confirm:
+            requests.append(NotificationRequest(
+                kind="confirmation", contact_id=ref.contact_id, appointment_id=ref.id,
+                idempotency_key=f"appointment:{ref.id}:confirmation", expires_at=ref.start_at, data={},
+            ))
+            owners.append(position)
+        timezone = outcome.contact.timezone or data.timezone or tenant.timezone
+        for plan in _plan_at(tenant, data.start_at, row["booked_at"], timezone, now):
+            requests.append(NotificationRequest(
+                kind="reminder", contact_id=ref.contact_id, appointment_id=ref.id, send_at=plan.send_at, expires_at=ref.start_at,
+                idempotency_key=f"appointment:{ref.id}:reminder:{plan.label}", data={"offset": plan.label},
+            ))
+            owners.append(position)
+    touched: dict[int, list[int]] = {}
+    for owner, queued in zip(owners, await enqueue_many(session, tenant, requests)):
+        if queued.created:
+            touched.setdefault(owner, []).append(queued.id)
+    changes: list[AppointmentChange | None] = []
+    for position, (data, outcome) in enumerate(zip(items, outcomes)):
+        change = "created" if data.status == "scheduled" else data.status
+        changes.append(AppointmentChange(refs[position], change, outcome, tuple(touched.get(position, ()))) if position in refs else None)
+    for position, data in enumerate(items):
+        if changes[position] is None:  # a concurrent request stored it first: an update now, as one by one would see it
+            changes[position] = await upsert_appointment(session, tenant, data)
+    return [change for change in changes if change is not None]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from hub import conversations, handoff
-from hub.appointments import AppointmentChange, AppointmentInput, appointment_processors, upsert_appointment
+from hub.appointments import AppointmentChange, AppointmentInput, appointment_processors, upsert_appointment, upsert_appointments
 
 from hub.channels import Channel, Health
 from hub.config import Config, resolve_secrets, validate_table
@@ -43,10 +43,11 @@ from hub.metrics import HubMetrics
 from hub.outbound_webhooks import KIND as WEBHOOK_KIND
 from hub.outbound_webhooks import appointment_data
 from hub.outbound_webhooks import emit as emit_webhooks
+from hub.outbound_webhooks import subscriptions as webhook_subscriptions
 from hub.webhook_channel import WebhookChannel
-from hub.models import Contact, PluginData
+from hub.models import Contact, PluginData, WebhookSubscription
 from hub.notifications import NotificationRequest
-from hub.outbox import Enqueued, enqueue
+from hub.outbox import Enqueued, enqueue, enqueue_many
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
 from hub.port import AppointmentUpdate, HubPort, JobHandler, TenantProfile
 from hub.business import BusinessProfile
@@ -307,6 +308,17 @@ class Hub:
             self.announce_link(uow, queued.link)
         return queued
 
+    async def queue_notifications(self, uow: UnitOfWork, *, tenant: str, requests: Sequence[NotificationRequest]) -> list[Enqueued]:
+        """Queue a batch inside the caller's unit of work (set-based, see `hub.outbox.enqueue_many`); one answer per request."""
+        info = await self.tenants.get(tenant)
+        queued = await enqueue_many(uow.session, info, requests)
+        if queued:
+            self.wake_dispatcher(uow)
+        for one in queued:
+            if one.link is not None:
+                self.announce_link(uow, one.link)
+        return queued
+
     async def notify(self, *, tenant: str, request: NotificationRequest) -> int:
         """Queue a notification in its own unit of work; returns its id (the port's `notify`)."""
         async with self.unit_of_work() as uow:
@@ -316,8 +328,23 @@ class Hub:
     async def apply_appointment(self, uow: UnitOfWork, tenant: TenantInfo, data: AppointmentInput) -> AppointmentChange:
         """Store an appointment and its notifications in the caller's unit of work, with its effects."""
         change = await upsert_appointment(uow.session, tenant, data)
+        await self._appointment_effects(uow, tenant, change)
+        return change
+
+    async def apply_appointments(self, uow: UnitOfWork, tenant: TenantInfo, items: Sequence[AppointmentInput]) -> list[AppointmentChange]:
+        """`apply_appointment` for a batch (set-based, see `hub.appointments.upsert_appointments`), each with its effects."""
+        changes = await upsert_appointments(uow.session, tenant, items)
+        found = await webhook_subscriptions(uow.session, [tenant.id])  # once for the batch
+        for change in changes:
+            await self._appointment_effects(uow, tenant, change, found)
+        return changes
+
+    async def _appointment_effects(
+        self, uow: UnitOfWork, tenant: TenantInfo, change: AppointmentChange, found: Sequence[WebhookSubscription] | None = None,
+    ) -> None:
         if change.change != "unchanged":  # issue 12: the tenant's webhooks, queued with the change
-            await emit_webhooks(uow.session, tenant, f"appointment.{change.change}", appointment_data(change.appointment, change.change))
+            await emit_webhooks(uow.session, tenant, f"appointment.{change.change}", appointment_data(change.appointment, change.change),
+                                found=found)
         if change.notifications:
             self.wake_dispatcher(uow)
         if change.link is not None:
@@ -327,7 +354,6 @@ class Hub:
                 "on_appointment_changed",
                 partial(self.call, "on_appointment_changed", hub=self, appointment=change.appointment, change=change.change),
             )
-        return change
 
     async def upsert_appointment(self, tenant: str, data: AppointmentInput) -> AppointmentUpdate:
         """Store an appointment and its notifications in one unit of work (the port's `upsert_appointment`)."""

@@ -264,6 +264,23 @@ class Appointment(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class AppointmentReplacement(Base):
+    """An external id an appointment had before a booking that `replaces` it took it over.
+
+    Late news about the old booking finds its successor here (one indexed lookup) instead of
+    bringing it back as a second appointment.
+    """
+
+    __tablename__ = "appointment_replacements"
+    __table_args__ = (UniqueConstraint("tenant_id", "source", "external_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(300))
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"), index=True)
+
+
 class Notification(Base):
     """The outbox: one row per message the hub has promised to send."""
 

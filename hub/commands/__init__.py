@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hub.commands import admin_keys, chat, contacts, db, notifications, phones, plugins, serve, templates, tenants, users, webhooks
+from hub.commands import admin_keys, appointments, chat, contacts, db, notifications, phones, plugins, serve, templates, tenants, users, webhooks
 
 
 def add_builtin_commands(group: click.Group) -> None:
@@ -17,6 +17,7 @@ def add_builtin_commands(group: click.Group) -> None:
         plugins.tools,
         phones.phones,
         contacts.contacts,
+        appointments.appointments,
         tenants.tenants,
         admin_keys.admin_keys,
         templates.templates,
