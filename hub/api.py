@@ -8,8 +8,6 @@ another's data, not even whether an id exists.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 
@@ -25,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.appointment_input import AppointmentInput, AppointmentStatus
 from hub.appointments import AppointmentChange
+from hub.booking_writes import BookingWriter
 from hub.contacts import find_contact, identity_key
 from hub.core import Hub
 from hub.errors import TemplateError
@@ -160,8 +159,6 @@ class AppointmentIn(Strict):
 
 MAX_BATCH = 1000
 """Appointments per POST /appointments/batch: a clinic's day in one request, a month in a few."""
-BATCH_TRANSACTION = 250
-"""Appointments per transaction in a batch: a failure loses at most these, and SQLite's other writers wait less."""
 
 
 def _storable_text(value: str) -> str:
@@ -305,11 +302,7 @@ class Api:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        # SQLite has one writer at a time: booking writes queue here, in order, instead of in
-        # SQLite's busy handler, whose sleeps and retries gave the long tail (p99 of seconds).
-        self._booking_writes: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if hub.db.is_sqlite else contextlib.nullcontext()
-        )
+        self.bookings = BookingWriter(hub)
 
     async def post_notification(self, request: web.Request) -> web.Response:
         tenant = request[TENANT_KEY]
@@ -503,8 +496,7 @@ class Api:
             return invalid("external_id", problem)
         body: AppointmentIn = await parse(request, AppointmentIn)
         try:
-            async with self._booking_writes, self.hub.unit_of_work() as uow:
-                change = await self.hub.apply_appointment(uow, tenant, body.to_input(external_id))
+            change = await self.bookings.apply(tenant, body.to_input(external_id))
         except InvalidAddress as exc:
             field = "contact.email" if exc.reason == "invalid email" else "contact.phone"
             return invalid(field, exc.reason)
@@ -534,12 +526,9 @@ class Api:
             else:
                 assert item is not None
                 valid.append((index, item))
-        for start in range(0, len(valid), BATCH_TRANSACTION):
-            chunk = valid[start:start + BATCH_TRANSACTION]
-            async with self._booking_writes, self.hub.unit_of_work() as uow:
-                changes = await self.hub.apply_appointments(uow, tenant, [item for _, item in chunk])
-            for (index, _), change in zip(chunk, changes):
-                results[index] = {"index": index, **appointment_answer(change)}
+        changes = await self.bookings.apply_batch(tenant, [item for _, item in valid])
+        for (index, _), change in zip(valid, changes, strict=True):
+            results[index] = {"index": index, **appointment_answer(change)}
         answered = [result for result in results if result is not None]
         counts: dict[str, int] = {}
         for result in answered:

@@ -63,6 +63,27 @@ async def test_sixteen_concurrent_new_bookings_are_all_stored_and_never_answered
     assert set(found.values()) == {(3, 1)}  # the tenant's plan: 24h, 2h, 30m, and one confirmation
 
 
+async def test_concurrent_puts_answer_each_as_if_alone_and_a_bad_one_holds_nobody_back(client: Any, hub: Hub, key: str) -> None:
+    # Concurrent PUTs share transactions (a group commit): each must still get its own answer,
+    # and one request the hub refuses must not fail the others written with it.
+    first = [client.put(f"/api/v1/appointments/g-{i}", json=booking(i), headers=auth(key)) for i in range(12)]
+    bad = client.put("/api/v1/appointments/g-bad", json={**booking(50), "contact": {"phone": "+34 12"}}, headers=auth(key))
+    twice = [client.put("/api/v1/appointments/g-twice", json=booking(60), headers=auth(key)) for _ in range(3)]
+    answers = await asyncio.gather(*first, bad, *twice)
+    assert [a.status for a in answers[:12]] == [201] * 12
+    refused = answers[12]
+    assert refused.status == 422 and (await refused.json())["field"] == "contact.phone"
+    assert sorted(a.status for a in answers[13:]) == [200, 200, 201]  # one created it, the others found it
+    assert sorted([(await a.json())["change"] for a in answers[13:]]) == ["created", "unchanged", "unchanged"]
+    ids = {(await a.json())["external_id"]: (await a.json())["id"] for a in answers[:12]}
+    assert sorted(ids) == sorted(f"g-{i}" for i in range(12)) and len(set(ids.values())) == 12
+    found = await stored(hub)
+    assert "g-bad" not in found
+    assert {external: found[external] for external in (*ids, "g-twice")} == {external: (3, 1) for external in (*ids, "g-twice")}
+    moved = await asyncio.gather(*(client.put(f"/api/v1/appointments/g-{i}", json=booking(i, days=8), headers=auth(key)) for i in range(12)))
+    assert {(await a.json())["change"] for a in moved} == {"rescheduled"}
+
+
 async def salon_key(hub: Hub) -> str:
     async with hub.db.sessions.begin() as session:
         return await issue_api_key(session, (await hub.tenants.get("salon")).id)
