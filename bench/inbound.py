@@ -62,6 +62,7 @@ from twilio.request_validator import RequestValidator  # noqa: E402
 
 from tests.conftest import config_document, write_toml  # noqa: E402
 from bench.common import percentile, stop_process  # noqa: E402
+from bench.identity import CLUSTERS  # noqa: E402
 from tests.pg import PostgresCluster, find_bindir, free_port  # noqa: E402
 
 MAX_N = 20_000
@@ -344,6 +345,9 @@ def hub_document(database_url: str, port: int) -> dict[str, Any]:
             # costs one JSON line per duplicate.
             "log_level": "warning",
             "inbox_poll_seconds": 1.0,
+            # One load generator is one source address: the per-source limit would refuse it (the
+            # limiter still counts every request, so its cost is measured).
+            "webhook_requests_per_minute": 100_000_000,
         },
         tenants={TENANT: {"name": "Bench", "default_region": "ES", "timezone": "Europe/Madrid", "locale": "es"}},
         plugins={"twilio_messaging": {
@@ -494,7 +498,8 @@ def report(results: list[Result], args: argparse.Namespace, duplicates: int, dis
         f"`{os.cpu_count()}`-core machine, everything on 127.0.0.1: {args.n} timed requests per target "
         f"({duplicates} of them Twilio retries of an earlier MessageSid) after {WARM_UP} warm-up ones, "
         f"{args.senders} concurrent senders (one aiohttp client), signed Twilio inbound webhooks for the hub. "
-        f"`hub serve` runs its workers, so the inbox is processed while the acknowledgements are measured.",
+        f"`hub serve` runs its workers, so the inbox is processed while the acknowledgements are measured. "
+        f"PostgreSQL: {CLUSTERS[args.settings][1]}.",
         "",
         "| target | req/s | p50 ms | p99 ms | all processed after | after last 200 | aim |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -532,8 +537,9 @@ async def main(args: argparse.Namespace) -> None:
     bindir = find_bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL server binaries not found (set HUB_PG_BINDIR): the baseline needs them")
-    cluster = PostgresCluster(bindir)
+    cluster = CLUSTERS[args.settings][0](bindir)
     cluster.start()
+    print(f"PostgreSQL: {CLUSTERS[args.settings][1]}", file=sys.stderr)
     try:
         with tempfile.TemporaryDirectory(prefix="hub-bench-inbound-") as tmp:
             workdir = Path(tmp)
@@ -572,6 +578,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backends", default="sqlite,postgresql,postgresql-split,postgresql-intake",
                         help="hub set-ups, comma-separated: sqlite, postgresql, postgresql-split (serve --no-workers + worker), "
                              "postgresql-intake (serve --no-workers alone during the load)")
+    parser.add_argument("--settings", default="test", choices=sorted(CLUSTERS),
+                        help="PostgreSQL durability: stock (defaults, fsync on) or test (the test cluster's, fsync off)")
     parser.add_argument("--py-spy", metavar="DIR", help="record `hub serve` with py-spy during each timed load")
     parser.add_argument("--serve-baseline", metavar="DSN", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
