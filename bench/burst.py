@@ -1,7 +1,7 @@
 """Burst benchmark: a 10-second burst of WhatsApp messages, and how long until the last one is answered.
 
     .venv/bin/python bench/burst.py [--rate 300] [--seconds 10] [--people 300]
-        [--targets sqlite,pg1,pg2] [--settings stock,test] [--py-spy DIR]
+        [--targets sqlite,pg1,pg2] [--settings stock,test] [--responder on|off] [--py-spy DIR]
 
 Everything on 127.0.0.1. Per target, `hub serve` takes the webhooks and the
 workers process them with the rules responder on (it answers every greeting):
@@ -11,10 +11,19 @@ workers process them with the rules responder on (it answers every greeting):
   processes, on a throwaway PostgreSQL cluster per `--settings` (`stock`:
   PostgreSQL's defaults, fsync on; `test`: the test suite's, fsync off).
 
+`--mode backlog` acknowledges the whole burst first (`hub serve
+--no-workers`, also on SQLite) and starts the worker processes once it is
+over: events/s is then what the workers can do, not the arrival rate (in
+`live` mode, the default, processing keeps up with arrivals and events/s is
+the arrival rate). CPU per event is read over the time after the burst in
+backlog mode. `--responder off` measures the inbox's processing alone (messages linked
+and recorded, no reply asked for), the figure the aim is about.
+
 The load is open-loop: request i is sent at `i / rate` seconds after the
 start whatever the answers do (at most 64 in flight), each a signed Twilio
 inbound webhook from one of `--people` WhatsApp users, every person's
-messages numbered in their MessageSid. It prints, per target: the rate the
+messages numbered in their MessageSid (a person's next message leaves only
+once the previous one was acknowledged, as a phone sends them). It prints, per target: the rate the
 webhooks were acknowledged at; the time from the burst's last
 acknowledgement to the last reply queued (`notifications.created_at` of the
 last `reply`) and to everything answered; the events processed per second
@@ -56,8 +65,9 @@ import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
+from bench.common import stop_process  # noqa: E402
 from bench.dispatch import cpu_seconds, postgres_cpu, postmaster_pid  # noqa: E402
-from bench.identity import CLUSTERS  # noqa: E402
+from bench.clusters import CLUSTERS  # noqa: E402
 from bench.inbound import ACCOUNT, EMPTY_TWIML, PATH, TOKEN, WHATSAPP_FROM, PySpy, clean_env, hub_document, started, wait_ready  # noqa: E402
 from tests.conftest import write_toml  # noqa: E402
 from tests.pg import PostgresCluster, find_bindir, free_port  # noqa: E402
@@ -106,8 +116,11 @@ async def send_burst(base: str, hooks: list[Webhook], rate: int) -> tuple[float,
     last = 0.0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT)) as session:
 
-        async def post(form: list[tuple[str, str]], headers: dict[str, str]) -> None:
+        async def post(form: list[tuple[str, str]], headers: dict[str, str], after: asyncio.Task[None] | None) -> None:
             nonlocal last
+            if after is not None:
+                # A person's next message leaves once the previous one was acknowledged: that is the order to keep.
+                await asyncio.shield(after)
             async with slots:
                 async with session.post(url, data=form, headers=headers) as response:
                     text = await response.text()
@@ -118,11 +131,14 @@ async def send_burst(base: str, hooks: list[Webhook], rate: int) -> tuple[float,
 
         start = time.perf_counter()
         tasks = []
-        for i, (form, headers) in enumerate(prepared):
+        previous: dict[int, asyncio.Task[None]] = {}
+        for i, ((form, headers), hook) in enumerate(zip(prepared, hooks)):
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(post(form, headers)))
+            task = asyncio.create_task(post(form, headers, previous.get(hook.person)))
+            previous[hook.person] = task
+            tasks.append(task)
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=max(120.0, 4 * len(hooks) / rate))
     return start, last, statuses
 
@@ -154,11 +170,12 @@ class Reader:
         finally:
             await conn.close()
 
-    async def wait_answered(self, expected: int, timeout: float) -> float | None:
-        """Poll until `expected` events are stored, none is pending and no conversation is unanswered."""
+    async def wait_answered(self, expected: int, timeout: float, replies: bool = True) -> float | None:
+        """Poll until `expected` events are stored, none is pending and (with `replies`) no conversation is unanswered."""
         deadline = time.perf_counter() + timeout
         while True:
             stored, pending, unanswered = (await self.rows(PROGRESS))[0]
+            unanswered = unanswered if replies else 0
             now = time.perf_counter()
             if stored >= expected and pending == 0 and unanswered == 0:
                 return now
@@ -176,7 +193,9 @@ def when(value: Any) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-async def check(reader: Reader, hooks: list[Webhook], sid_prefix: str) -> tuple[list[str], dt.datetime, dt.datetime, dt.datetime]:
+async def check(
+    reader: Reader, hooks: list[Webhook], sid_prefix: str, replies: bool
+) -> tuple[list[str], dt.datetime, dt.datetime, dt.datetime | None]:
     """Problems found (empty when the run was right), and the first/last processed_at and last reply's created_at."""
     problems: list[str] = []
     events = await reader.rows(
@@ -203,6 +222,7 @@ async def check(reader: Reader, hooks: list[Webhook], sid_prefix: str) -> tuple[
         problems.append(f"{len(out_of_order)} conversations stored their messages out of order")
     if any(len(p) != 1 for p in people.values()):
         problems.append("a conversation holds two people's messages")
+    replies_expected = replies
     replies = await reader.rows(
         "SELECT n.contact_id, count(*) FROM notifications n WHERE n.kind = 'reply' GROUP BY n.contact_id"
     )
@@ -210,11 +230,13 @@ async def check(reader: Reader, hooks: list[Webhook], sid_prefix: str) -> tuple[
         "SELECT c.contact_id, count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id "
         "WHERE m.direction = 'in' GROUP BY c.contact_id"
     )
-    if dict(replies) != dict(inbound):
+    if replies_expected and dict(replies) != dict(inbound):
         wrong = sum(1 for k, v in dict(inbound).items() if dict(replies).get(k) != v)
         problems.append(f"{wrong} contacts did not get exactly one reply per message")
+    if not replies_expected and replies:
+        problems.append("replies were queued with the responder off")
     last_reply = (await reader.rows("SELECT max(created_at) FROM notifications WHERE kind = 'reply'"))[0][0]
-    return problems, when(first), when(last), when(last_reply)
+    return problems, when(first), when(last), when(last_reply) if last_reply is not None else None
 
 
 # --- one target ------------------------------------------------------------------------------
@@ -226,7 +248,7 @@ class Result:
     requests: int
     workers: int
     ack_rate: float
-    reply_after: float
+    reply_after: float | None
     answered_after: float | None
     events_per_second: float
     cpu_ms_per_event: dict[str, float]
@@ -234,16 +256,17 @@ class Result:
     profile: str = ""
 
 
-def burst_config(url: str, port: int) -> dict[str, Any]:
+def burst_config(url: str, port: int, responder: bool) -> dict[str, Any]:
     document = hub_document(url, port)
-    document["tenants"]["bench"]["plugins"] = {"rules_responder": {"enabled": True}}
+    document["tenants"]["bench"]["plugins"] = {"rules_responder": {"enabled": responder}}
     return document
 
 
 async def run_target(label: str, url: str, workers: int, args: argparse.Namespace, workdir: Path,
                      postmaster: int | None, index: int) -> Result:
     port = free_port()
-    config = write_toml(workdir / f"{label}.toml", burst_config(url, port))
+    responder = args.responder == "on"
+    config = write_toml(workdir / f"{label}.toml", burst_config(url, port, responder))
     env = clean_env()
     upgrade = subprocess.run([sys.executable, "-m", "hub", "--config", str(config), "db", "upgrade"],
                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -257,14 +280,33 @@ async def run_target(label: str, url: str, workers: int, args: argparse.Namespac
     spies: list[PySpy] = []
     with ExitStack() as stack:
         serve_log = workdir / f"{label}-serve.log"
-        serve = stack.enter_context(started(hub + ["serve", "--port", str(port)] + (["--no-workers"] if workers else []),
+        # Backlog: the burst is only acknowledged (serve --no-workers); the workers start once it is over.
+        backlog = args.mode == "backlog"
+        serve = stack.enter_context(started(hub + ["serve", "--port", str(port)] + (["--no-workers"] if workers or backlog else []),
                                             env, serve_log))
-        worker_processes = [stack.enter_context(started(hub + ["worker"], env, workdir / f"{label}-worker{i}.log"))
-                            for i in range(workers)]
+
+        def start_workers(phase: str) -> list[subprocess.Popen[bytes]]:
+            return [stack.enter_context(started(hub + ["worker"], env, workdir / f"{label}-{phase}-worker{i}.log"))
+                    for i in range(max(workers, 1 if backlog else 0))]
+
+        worker_processes = start_workers("warm")
         await wait_ready(base, serve, serve_log)
         await send_burst(base, warm, 50)
         if await reader.wait_answered(len(warm), 120) is None:
             raise RuntimeError(f"{label}: the warm-up was not answered; see {workdir}")
+        if backlog:
+            for process in worker_processes:
+                stop_process(process)
+        wall_start = dt.datetime.now(dt.UTC)
+        try:
+            start, last_ack, statuses = await send_burst(base, hooks, args.rate)
+        except RuntimeError:
+            print(serve_log.read_text(errors="replace")[-4000:], file=sys.stderr)
+            raise
+        burst_end = wall_start + dt.timedelta(seconds=last_ack - start)
+        if backlog:
+            worker_processes = start_workers("backlog")
+            await asyncio.sleep(0)
         processors = worker_processes or [serve]
         for i, process in enumerate(processors):
             spy = PySpy(Path(args.py_spy) if args.py_spy else None, f"{label}-worker{i}")
@@ -274,22 +316,19 @@ async def run_target(label: str, url: str, workers: int, args: argparse.Namespac
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         if postmaster is not None:
             cpu_before["postgresql"] = postgres_cpu(postmaster)
-        wall_start = dt.datetime.now(dt.UTC)
-        start, last_ack, statuses = await send_burst(base, hooks, args.rate)
-        burst_end = wall_start + dt.timedelta(seconds=last_ack - start)
-        done = await reader.wait_answered(len(warm) + len(hooks), DONE_TIMEOUT)
+        done = await reader.wait_answered(len(warm) + len(hooks), DONE_TIMEOUT, responder)
         cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         if postmaster is not None:
             cpu_after["postgresql"] = postgres_cpu(postmaster)
         for spy in spies:
             spy.stop()
-    problems, first, last, last_reply = await check(reader, hooks, f"b{index}")
+    problems, first, last, last_reply = await check(reader, hooks, f"b{index}", responder)
     if statuses != Counter({200: len(hooks)}):
         problems.append(f"statuses {dict(statuses)}")
     window = max((last - first).total_seconds(), 1e-3)
     return Result(
-        label=label, requests=len(hooks), workers=max(1, workers), ack_rate=len(hooks) / (last_ack - start),
-        reply_after=(last_reply - burst_end).total_seconds(),
+        label=label + (", backlog" if args.mode == "backlog" else ""), requests=len(hooks), workers=max(1, workers), ack_rate=len(hooks) / (last_ack - start),
+        reply_after=(last_reply - burst_end).total_seconds() if last_reply is not None else None,
         answered_after=None if done is None else done - last_ack,
         events_per_second=len(hooks) / window,
         cpu_ms_per_event={k: 1000 * (cpu_after[k] - cpu_before[k]) / len(hooks) for k in cpu_before},
@@ -301,7 +340,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
         "## Burst (bench/burst.py)",
         "",
-        f"{args.rate} webhooks/s for {args.seconds:g} s from {args.people} WhatsApp users, rules responder on, "
+        f"{args.rate} webhooks/s for {args.seconds:g} s from {args.people} WhatsApp users, rules responder {args.responder}, "
         f"{os.cpu_count()} cores. Reply after: from the burst's last acknowledgement to the last reply queued.",
         "",
         "| target | webhooks | acked/s | last reply after | all answered after | events/s | per worker | aim | CPU ms/event |",
@@ -312,7 +351,8 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         answered = f"{r.answered_after:.2f} s" if r.answered_after is not None else "timeout"
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu_ms_per_event.items())
         aim = "ok" if per_worker >= AIM_PER_WORKER else "MISSED"
-        lines.append(f"| {r.label} | {r.requests} | {r.ack_rate:,.0f} | {r.reply_after:.2f} s | {answered} | "
+        reply = f"{r.reply_after:.2f} s" if r.reply_after is not None else "-"
+        lines.append(f"| {r.label} | {r.requests} | {r.ack_rate:,.0f} | {reply} | {answered} | "
                      f"{r.events_per_second:,.0f} | {per_worker:,.0f} | {aim} | {cpu} |")
     lines.append("")
     for r in results:
@@ -368,6 +408,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--people", type=int, default=300, help="distinct WhatsApp users writing")
     parser.add_argument("--targets", default="sqlite,pg1,pg2", help="comma-separated: sqlite, pg1, pg2 (pgN: N worker processes)")
     parser.add_argument("--settings", default="stock,test", help="PostgreSQL settings, comma-separated: stock, test")
+    parser.add_argument("--mode", default="live", choices=("live", "backlog"),
+                        help="live: workers run during the burst; backlog: the burst is only acknowledged, then the workers "
+                             "start and work it off (events/s is then what a worker process can do)")
+    parser.add_argument("--responder", default="on", choices=("on", "off"),
+                        help="the rules responder answers every message (on), or processing alone is measured (off)")
     parser.add_argument("--py-spy", metavar="DIR", help="record each processing process with py-spy during the burst")
     return parser.parse_args()
 

@@ -62,7 +62,7 @@ from twilio.request_validator import RequestValidator  # noqa: E402
 
 from tests.conftest import config_document, write_toml  # noqa: E402
 from bench.common import percentile, stop_process  # noqa: E402
-from bench.identity import CLUSTERS  # noqa: E402
+from bench.clusters import CLUSTERS  # noqa: E402
 from tests.pg import PostgresCluster, find_bindir, free_port  # noqa: E402
 
 MAX_N = 20_000
