@@ -2,12 +2,17 @@
 
 On PostgreSQL the counts live in `rate_limit_windows` and every process adds
 to the same row with one upsert, so two `hub serve` processes share a limit.
+The requests of one process share those upserts (a group commit): while one
+is in flight, the next requests gather, and one upsert per bucket adds them
+all, each request getting its own place in the count. A commit per request
+made every webhook wait in line for one row's lock and one WAL flush.
 On SQLite (one process, the embedded default) they are counted in memory:
 a write per request would cost more than the limit protects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -28,6 +33,12 @@ class RateLimiter:
         self._window = window_seconds
         self._counts: dict[str, int] = {}
         self._current: int | None = None
+        self._gathering: dict[tuple[str, int], list[asyncio.Future[int]]] = {}
+        self._writer: asyncio.Task[None] | None = None
+        insert = pg_insert(RateLimitWindow)
+        self._add = insert.on_conflict_do_update(
+            index_elements=["bucket", "window_start"], set_={"count": RateLimitWindow.count + insert.excluded.count}
+        ).returning(RateLimitWindow.count)
 
     async def hit(self, bucket: str, limit: int, *, now: float | None = None) -> float | None:
         """Count one request; None when it is within `limit` per window, else the seconds until the window ends."""
@@ -46,16 +57,36 @@ class RateLimiter:
         return self._counts[bucket]
 
     async def _shared(self, bucket: str, start: int) -> int:
-        insert = pg_insert(RateLimitWindow).values(bucket=bucket, window_start=start, count=1)
-        statement = insert.on_conflict_do_update(
-            index_elements=["bucket", "window_start"], set_={"count": RateLimitWindow.count + 1}
-        ).returning(RateLimitWindow.count)
-        async with self._db.sessions.begin() as session:
-            count = int((await session.execute(statement)).scalar_one())
-            if start != self._current:
-                # Once per window and process: old windows are only history.
-                self._current = start
-                await session.execute(delete(RateLimitWindow).where(RateLimitWindow.window_start < start - self._window))
-        return count
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._gathering.setdefault((bucket, start), []).append(future)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_counts(), name="hub-rate-limit-counts")
+        return await future
+
+    async def _write_counts(self) -> None:
+        while self._gathering:
+            batch, self._gathering = self._gathering, {}
+            counted: list[tuple[list[asyncio.Future[int]], int]] = []
+            try:
+                async with self._db.sessions.begin() as session:
+                    for (bucket, start), waiters in batch.items():
+                        params = {"bucket": bucket, "window_start": start, "count": len(waiters)}
+                        counted.append((waiters, int((await session.execute(self._add, params)).scalar_one())))
+                    newest = max(start for _, start in batch)
+                    if newest != self._current:
+                        # Once per window and process: old windows are only history.
+                        self._current = newest
+                        await session.execute(delete(RateLimitWindow).where(RateLimitWindow.window_start < newest - self._window))
+            except Exception as exc:
+                for waiters in batch.values():
+                    for future in waiters:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for waiters, total in counted:
+                # Each request gets its own place in the count, as if it had added its one alone.
+                for place, future in enumerate(waiters, start=total - len(waiters) + 1):
+                    if not future.done():
+                        future.set_result(place)
 
 
