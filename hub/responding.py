@@ -42,6 +42,7 @@ import structlog
 from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.conversations import reading
 from hub.events import Conversation as ConversationView
 from hub.events import ReceivedMessage
 from hub.handoff import BOT, HUMAN, conversation_view, load_conversation, mark_human
@@ -67,6 +68,21 @@ _MOVE_CURSORS = (
     update(Conversation.__table__)
     .where(Conversation.__table__.c.id == bindparam("b_id"))
     .values(answered_through=bindparam("b_through"))
+)
+
+
+# Built once: constructing the statement cost more CPU than running it, once per message.
+_NEXT_MESSAGE = (
+    select(Conversation, Message, Contact.name)
+    .join(Message, Message.conversation_id == Conversation.id)
+    .outerjoin(Contact, Contact.id == Conversation.contact_id)
+    .where(
+        Conversation.id == bindparam("b_conversation"),
+        Message.direction == "in",
+        Message.id > func.coalesce(Conversation.answered_through, 0),
+    )
+    .order_by(Message.id)
+    .limit(1)
 )
 
 
@@ -231,21 +247,10 @@ class ResponderRunner:
         return reply
 
     async def _next_message(self, conversation_id: int) -> tuple[ConversationView, ReceivedMessage, bool] | None:
-        async with self.hub.db.sessions() as session:
+        async with reading(self.hub.db) as session:
             # One round trip: the conversation (its handler may have changed since the last message), its next
             # unanswered inbound message, and the contact's name.
-            found = (await session.execute(
-                select(Conversation, Message, Contact.name)
-                .join(Message, Message.conversation_id == Conversation.id)
-                .outerjoin(Contact, Contact.id == Conversation.contact_id)
-                .where(
-                    Conversation.id == conversation_id,
-                    Message.direction == "in",
-                    Message.id > func.coalesce(Conversation.answered_through, 0),
-                )
-                .order_by(Message.id)
-                .limit(1)
-            )).first()
+            found = (await session.execute(_NEXT_MESSAGE, {"b_conversation": conversation_id})).first()
         if found is None:
             return None
         conversation, message, name = found
