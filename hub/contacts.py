@@ -589,10 +589,10 @@ async def _create_many(
         # New contacts differ only in their profile, so each takes an id returned for its own profile
         # (in batch order): no reliance on the order of RETURNING, which neither database promises.
         result = await session.execute(insert(contact).returning(contact.c.id, *(contact.c[name] for name in PROFILE_FIELDS)), rows)
-        made: dict[tuple[Any, ...], list[int]] = {}
+        by_profile: dict[tuple[Any, ...], list[int]] = {}
         for row in sorted(result.all(), reverse=True):
-            made.setdefault(tuple(row[1:]), []).append(int(row[0]))
-        ids = [made[tuple(values.get(name) for name in PROFILE_FIELDS)].pop() for values in profiles]
+            by_profile.setdefault(tuple(row[1:]), []).append(int(row[0]))
+        ids = [by_profile[tuple(values.get(name) for name in PROFILE_FIELDS)].pop() for values in profiles]
         # One order for every racer, as in `_insert_identities`.
         ordered = sorted(zip(chunk, ids), key=lambda pair: (_INSERT_ORDER.get(pair[0].key.kind, len(_INSERT_ORDER)),
                                                              pair[0].key.kind, pair[0].key.match))
