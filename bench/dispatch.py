@@ -8,13 +8,21 @@ One run measures, all on 127.0.0.1:
    flight, to a sink in its own process (bench/sink.py);
 2. the pipeline: `python -m hub worker` processes (SQLite x1, PostgreSQL x1,
    PostgreSQL x4) started and idle, N notifications filled into the outbox in
-   one transaction through `hub.notify` (fill time reported, not counted),
+   one transaction through `Hub.queue_notifications` (the bulk path; fill
+   time reported, not counted),
    then the time from the fill's commit until all N rows are `sent`
    (the database is polled every 50 ms), and the lateness (sent_at - due_at)
    of each row, where due_at is set to the moment just before the commit;
 3. a table with the aim beside the figures, and the CPU each part used per
    message (sender, PostgreSQL, sink; read from /proc over the timed
    window), which stays meaningful when other work shares the machine.
+
+Before the pipelines, the fill itself is compared on each database (fresh
+ones, no workers): N `Hub.queue_notification` calls against one
+`Hub.queue_notifications` call, in one transaction each, with this process's
+and PostgreSQL's CPU per notification; --fill runs only that comparison, and
+--fill-profile TOP prints each fill's cProfile. --settings stock runs every
+mode on a PostgreSQL cluster with its default settings (fsync on).
 
 Other modes (see --help): --py-spy samples the worker processes and prints
 where their CPU went; --sweep tries a grid of dispatch_batch_size x
@@ -32,6 +40,7 @@ import argparse
 import asyncio
 import cProfile
 import datetime as dt
+import gc
 import io
 import itertools
 import os
@@ -461,25 +470,145 @@ def bench_document(database_url: str, sink_url: str, batch: int, concurrency: in
     )
 
 
-async def fill(document: dict[str, Any], n: int) -> tuple[float, float]:
-    """Queue N notifications in one transaction; returns (fill seconds, perf_counter at the commit).
+def run_queue_wait() -> float:
+    """Seconds this process's threads have spent runnable but waiting for a core (/proc schedstat).
 
-    due_at is set to one moment just before the commit, so lateness is measured from when the rows
-    became visible to the workers rather than from when each was written during the fill.
+    On a machine shared with other benchmarks this is the part of the wall-clock time that is the
+    machine's, not the code's.
+    """
+    total = 0
+    for stat in Path("/proc/self/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def fill_requests(n: int) -> list[NotificationRequest]:
+    """N notifications to N new people (one address each), as a bulk send to a mailing list is."""
+    return [NotificationRequest(kind="message", address=f"+346001{i:05d}", data={"text": f"bench message {i}"},
+                                channel_order=("whatsapp",)) for i in range(n)]
+
+
+async def fill(document: dict[str, Any], n: int, *, bulk: bool = True, profiler: cProfile.Profile | None = None,
+               postmaster: int | None = None, stamp_due: bool = True) -> tuple[float, float, dict[str, float]]:
+    """Queue N notifications in one transaction; (fill seconds, perf_counter at the commit, CPU seconds used).
+
+    `bulk` queues them with one `Hub.queue_notifications` call (set-based), otherwise with N calls of
+    `Hub.queue_notification`. The CPU is this process's and, given its postmaster, PostgreSQL's, over
+    the same window as the seconds (the hub's start and stop are left out). With `stamp_due`, due_at
+    is set to one moment just before the commit (an UPDATE of every row, in the timed window), so
+    lateness is measured from when the rows became visible to the workers rather than from when each
+    was written; the fill comparison leaves it out, as it measures queueing alone.
     """
     hub = Hub.build(parse_config(document, "bench-config.toml", {}))
     async with hub.running(migrate=False):
+        requests = fill_requests(n)
+        # As `hub serve` and `hub worker` do once started (hub/commands/serve.py): what start-up
+        # built lives as long as the process and is kept out of the collector's generations.
+        gc.collect()
+        gc.freeze()
+        if profiler is not None:
+            profiler.enable()
+        pg_before = postgres_cpu(postmaster) if postmaster else 0.0
+        waited_before = run_queue_wait()
+        cpu_before = time.process_time()
         started = time.perf_counter()
         async with hub.unit_of_work() as uow:
             session = uow.session
-            for i in range(n):
-                await hub.queue_notification(uow, tenant=TENANT, request=NotificationRequest(
-                    kind="message", address=f"+346001{i:05d}", data={"text": f"bench message {i}"},
-                    channel_order=("whatsapp",),
-                ))
-            await session.execute(update(Notification).values(due_at=utcnow()))
+            if bulk:
+                await hub.queue_notifications(uow, tenant=TENANT, requests=requests)
+            else:
+                for request in requests:
+                    await hub.queue_notification(uow, tenant=TENANT, request=request)
+            if stamp_due:
+                await session.execute(update(Notification).values(due_at=utcnow()))
         committed = time.perf_counter()
-    return committed - started, committed
+        cpu = {"bench": time.process_time() - cpu_before, "waited": run_queue_wait() - waited_before}
+        if postmaster:
+            cpu["postgresql"] = postgres_cpu(postmaster) - pg_before
+        if profiler is not None:
+            profiler.disable()
+    return committed - started, committed, cpu
+
+
+@dataclass
+class Fill:
+    """One fill of N into an empty outbox: how long, what CPU, and whether every row is there."""
+
+    database: str
+    way: str
+    n: int
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+    rows: int = 0
+    contacts: int = 0
+    profile: str = ""
+    before: int = 0
+    """Rows already queued (the "again" fill goes to the people of the bulk fill before it)."""
+
+    def cpu_ms(self, key: str) -> float:
+        return 1000 * self.cpu[key] / self.n if key in self.cpu else float("nan")
+
+
+async def fill_once(result: Fill, database_url: str, postmaster: int | None, top: int) -> Fill:
+    """Fill N one way into a fresh database, metering this process and PostgreSQL, then count what landed."""
+    document = bench_document(database_url, "http://127.0.0.1:9/unused", DEFAULT_BATCH, DEFAULT_CONCURRENCY)
+    profiler = cProfile.Profile() if top else None
+    result.seconds, _, result.cpu = await fill(document, result.n, bulk=result.way != "one by one", profiler=profiler,
+                                               postmaster=postmaster, stamp_due=False)
+    db = Database(database_url)
+    try:
+        async with db.sessions() as session:
+            result.rows = int(await session.scalar(
+                sql_select(func.count()).select_from(Notification).where(Notification.status == "pending")) or 0) - result.before
+            result.contacts = int(await session.scalar(sql_select(func.count(func.distinct(Notification.contact_id)))) or 0)
+    finally:
+        await db.close()
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("cumtime").print_stats(top)
+        result.profile = out.getvalue()
+    return result
+
+
+AGAIN = "bulk again (known people)"
+
+
+def fill_comparison(kinds: list[str], n: int, workdir: Path, cluster: PostgresCluster | None, top: int) -> list[Fill]:
+    """One by one, then bulk, into fresh databases of each kind; then bulk again to the same (now known) people."""
+    results = []
+    for kind in kinds:
+        postmaster = postmaster_pid(cluster) if kind == "PostgreSQL" else None
+        for way in ("one by one", "bulk", AGAIN):
+            print(f"fill {kind} {way} ...", flush=True)
+            url = url if way == AGAIN else fresh_database(kind, workdir, cluster)
+            results.append(run(fill_once(Fill(kind, way, n, before=n if way == AGAIN else 0), url, postmaster, top)))
+    return results
+
+
+def fill_report(fills: list[Fill], settings: str) -> str:
+    rows = [["fill (one transaction)", "N", "seconds", "notifications/s", "x one by one", "waited for a core s",
+             "bench CPU ms/notif", "PostgreSQL CPU ms/notif", "notes"]]
+    baseline: dict[str, Fill] = {}
+    for f in fills:
+        base = baseline.setdefault(f.database, f)
+        problems = []
+        if f.rows != f.n:
+            problems.append(f"{f.rows} pending rows, not {f.n}")
+        if f.contacts != f.n:
+            problems.append(f"{f.contacts} contacts, not {f.n}")
+        rows.append([f"{f.database} {f.way}", str(f.n), f"{f.seconds:.2f}", f"{f.n / f.seconds:,.0f}",
+                     f"{base.seconds / f.seconds:.1f}", f"{f.cpu.get('waited', 0.0):.2f}", f"{f.cpu_ms('bench'):.3f}",
+                     f"{f.cpu_ms('postgresql'):.3f}" if f.database == "PostgreSQL" else "-", "; ".join(problems) or "ok"])
+    lines = [table(rows), f"aim: {fills[0].n if fills else 5000} in one transaction < 1 s (issue 10); PostgreSQL settings: {settings}",
+             "(seconds: the fill's wall clock, commit and after-commit effects included; waited for a core: of those, the time this",
+             " process was runnable but every core was busy, from /proc schedstat; CPU over the same window)"]
+    for f in fills:
+        if f.profile:
+            lines += ["", f"=== cProfile of the {f.database} {f.way} fill (top by cumulative time) ===", f.profile]
+    return "\n".join(lines)
 
 
 async def wait_sent(db: Database, n: int, committed: float, timeout: float) -> tuple[float, Counter[str], bool]:
@@ -527,7 +656,7 @@ async def pipeline(result: Result, database_url: str, sink: Sink, workdir: Path,
         await asyncio.sleep(1.0)  # idle: every worker has looked at the empty outbox and gone to sleep
         check_alive(workers, logs)
         await sink_call(sink, "POST", "reset")
-        result.fill_seconds, committed = await asyncio.wait_for(fill(document, result.n), timeout=max(120.0, result.n * 0.05))
+        result.fill_seconds, committed, _ = await asyncio.wait_for(fill(document, result.n), timeout=max(120.0, result.n * 0.05))
         meter.start()
         spy.start([w.pid for w in workers])  # attaches within milliseconds: samples cover the timed window only
         result.seconds, result.statuses, result.timed_out = await wait_sent(db, result.n, committed, timeout)
@@ -583,15 +712,23 @@ def fresh_database(kind: str, workdir: Path, cluster: PostgresCluster | None) ->
     return run(create_pg_database(cluster, f"bench_{number}"))
 
 
+SETTINGS = {
+    "test": "the test cluster (fsync off, synchronous_commit off, full_page_writes off)",
+    "stock": "PostgreSQL defaults (fsync on, synchronous_commit on)",
+}
+
+
 @contextmanager
-def postgres(needed: bool) -> Iterator[PostgresCluster | None]:
+def postgres(needed: bool, settings: str = "test") -> Iterator[PostgresCluster | None]:
     if not needed:
         yield None
         return
     bindir = find_bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL server binaries not found (set HUB_PG_BINDIR)")
-    cluster = PostgresCluster(bindir)
+    from bench.identity import StockCluster  # here: bench.identity imports this module's CPU helpers
+
+    cluster = (StockCluster if settings == "stock" else PostgresCluster)(bindir)
     cluster.start()
     try:
         yield cluster
@@ -737,6 +874,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--grid", default="", help="the --sweep grid as BATCHxCONCURRENCY,... (default: 10 pairs from 50x32 to 500x256)")
     parser.add_argument("--profile", choices=["sqlite", "postgresql"], help="run the dispatcher in-process under cProfile instead")
     parser.add_argument("--top", type=int, default=30, help="rows of the profile to print")
+    parser.add_argument("--fill", action="store_true", help="only compare the fills (one by one vs bulk) on the --paths' databases")
+    parser.add_argument("--fill-profile", dest="fill_profile", type=int, default=0, metavar="TOP",
+                        help="run each fill under cProfile and print its TOP functions by cumulative time")
+    parser.add_argument("--settings", choices=sorted(SETTINGS), default="test",
+                        help="PostgreSQL cluster: test (fsync off, the default) or stock (PostgreSQL's defaults)")
     parser.add_argument("--py-spy", dest="py_spy", metavar="DIR", type=Path,
                         help="sample the worker processes with py-spy (pip install py-spy), keep the raw stacks in DIR "
                              "and print where the workers' CPU went")
@@ -770,11 +912,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp, Sink() as sink:
             workdir = Path(tmp)
             if args.profile:
-                with postgres(args.profile == "postgresql") as cluster:
+                with postgres(args.profile == "postgresql", args.settings) as cluster:
                     url = fresh_database("PostgreSQL" if cluster else "SQLite", workdir, cluster)
                     print(run(profile_in_process(url, sink, args.n, args.batch, args.concurrency, args.top)))
                 return
-            with postgres(any(p.startswith("pg") for p in args.paths)) as cluster:
+            with postgres(any(p.startswith("pg") for p in args.paths), args.settings) as cluster:
+                kinds = list(dict.fromkeys(PATHS[key][0] for key in args.paths))
+                if args.fill:
+                    fills = fill_comparison(kinds, args.n, workdir, cluster, args.fill_profile)
+                    print()
+                    print(fill_report(fills, SETTINGS[args.settings]))
+                    return
                 if args.sweep:
                     rows = [["path", "workers", "batch", "concurrency", "N", "notifications/s", "p50 lateness", "p99 lateness",
                              "worker CPU ms/msg", "total CPU ms/msg", "notes"]]
@@ -790,6 +938,7 @@ def main() -> None:
                     print()
                     print(table(rows))
                     return
+                fills = fill_comparison(kinds, args.n, workdir, cluster, args.fill_profile)
                 print("raw sink baseline ...", flush=True)
                 raw = run(raw_baseline(sink, args.n))
                 results = []
@@ -800,6 +949,8 @@ def main() -> None:
                     results.append(run_path(key, args.n, args.batch, args.concurrency, sink, workdir, cluster, args.timeout, spy_dir))
                 print()
                 print(report(raw, results))
+                print()
+                print(fill_report(fills, SETTINGS[args.settings]))
     except KeyboardInterrupt:
         print("interrupted: workers, sink and database stopped", file=sys.stderr)
         raise SystemExit(130) from None

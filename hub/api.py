@@ -19,15 +19,17 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.appointment_input import AppointmentInput, AppointmentStatus
-from hub.contacts import find_contact
+from hub.contacts import find_contact, identity_key
 from hub.core import Hub
 from hub.errors import TemplateError
 from hub.header_text import UnsafeHeader, header_text
 from hub.input_rules import LOCALE_PATTERN, MAX_ID, check_locale, check_moment, check_timezone, check_url, iso_text
 from hub.models import Appointment, Contact, DeliveryAttempt, IdempotencyRecord, Identity, Message, Notification, utcnow
 from hub.notifications import NotificationRequest
+from hub.outbox import address_identity
 from hub.phones import WHATSAPP_ID, InvalidAddress, is_whatsapp_id
 from hub.request_body import parse_json, text_problem
 from hub.tenants import TenantInfo, tenant_for_api_key
@@ -81,6 +83,23 @@ class NotificationIn(Strict):
             except UnsafeHeader as exc:
                 raise ValueError(f"data.subject {exc}") from None
         return self
+
+
+# At most this many notifications in one POST /notifications/batch (the body limit, max_body_bytes, applies too).
+MAX_BATCH = 1000
+
+
+class BatchNotificationIn(NotificationIn):
+    """One item of POST /notifications/batch: a notification, with its own idempotency key."""
+
+    idempotency_key: Annotated[str | None, Field(min_length=1, max_length=200, description=(
+        "A retried batch (or POST /notifications with this Idempotency-Key) answers with the notification queued first"))] = None
+
+
+class NotificationBatchIn(Strict):
+    """POST /notifications/batch: up to 1,000 notifications, queued together or not at all."""
+
+    notifications: list[BatchNotificationIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class ContactIn(Strict):
@@ -284,6 +303,84 @@ class Api:
                     raise _KeyReused()
         return web.json_response(answer, status=202)
 
+    async def post_notification_batch(self, request: web.Request) -> web.Response:
+        """Queue many notifications in one transaction: every item valid and queued, or none (422 naming the first bad item)."""
+        tenant = request[TENANT_KEY]
+        if request.headers.get("Idempotency-Key", "").strip():
+            return invalid("Idempotency-Key", "not used on a batch: give each notification its own idempotency_key")
+        try:
+            body = NotificationBatchIn.model_validate(parse_json(await request.read()))
+        except ValidationError as exc:
+            return self._batch_invalid([self._batch_error(error) for error in exc.errors()])
+        items = body.notifications
+        problems = self._batch_problems(tenant, items)
+        requests = [
+            NotificationRequest(
+                kind=item.kind, contact_id=item.contact_id, address=item.to, data=item.data, send_at=item.send_at,
+                expires_at=item.expires_at, channel_order=tuple(item.channels), template=item.template, locale=item.locale,
+                idempotency_key=f"api:{item.idempotency_key}" if item.idempotency_key else None,
+            )
+            for item in items
+        ]
+        async with self.hub.unit_of_work() as uow:
+            # Checked in the transaction that queues them, as POST /notifications does.
+            owned = await self._owned_contacts(uow.session, tenant, {item.contact_id for item in items if item.contact_id is not None})
+            problems += [(index, "contact_id", "no such contact") for index, item in enumerate(items)
+                         if item.contact_id is not None and item.contact_id not in owned]
+            if problems:
+                return self._batch_invalid(sorted(problems))
+            queued = await self.hub.queue_notifications(uow, tenant=tenant.slug, requests=requests)
+        return web.json_response({"notifications": [
+            {"index": index, "id": one.id, "status": one.status, "created": one.created} for index, one in enumerate(queued)
+        ]}, status=202)
+
+    @staticmethod
+    def _batch_error(error: Any) -> tuple[int | None, str, str]:
+        """(item index, field within the item, reason) of a pydantic error on the batch body."""
+        location = list(error["loc"])
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        if len(location) >= 2 and location[0] == "notifications" and isinstance(location[1], int):
+            return location[1], ".".join(str(p) for p in location[2:]) or "body", reason
+        return None, ".".join(str(p) for p in location) or "body", reason
+
+    @staticmethod
+    def _batch_invalid(problems: list[tuple[int | None, str, str]]) -> web.Response:
+        """422 naming the first bad item and field, with every problem found listed under `errors`."""
+        listed = [
+            {"index": index, "field": field if index is None else f"notifications[{index}].{field}", "reason": reason}
+            for index, field, reason in problems
+        ]
+        first = listed[0]
+        return problem(422, "validation_failed", field=first["field"], reason=first["reason"], index=first["index"], errors=listed[:100])
+
+    def _batch_problems(self, tenant: TenantInfo, items: list[BatchNotificationIn]) -> list[tuple[int | None, str, str]]:
+        """What the hub, not the schema, refuses in each item: unknown channels, templates, unusable addresses."""
+        known = set(self.hub.channels) | {channel.medium for channel in self.hub.channels.values()}
+        templates: dict[tuple[str, str | None], str | None] = {}
+        problems: list[tuple[int | None, str, str]] = []
+        for index, item in enumerate(items):
+            unknown = [c for c in item.channels if c not in known]
+            if unknown:
+                problems.append((index, "channels", f"unknown channel or medium {unknown[0]!r}"))
+            template = (item.template or item.kind, item.locale)
+            if template not in templates:
+                templates[template] = self._template_problem(tenant, item)
+            if templates[template] is not None:
+                problems.append((index, "template" if item.template else "kind", str(templates[template])))
+            if item.to is not None:
+                try:
+                    identity_key(*address_identity(item.to), tenant.default_region)
+                except InvalidAddress as exc:
+                    problems.append((index, "to", exc.reason))
+        return problems
+
+    @staticmethod
+    async def _owned_contacts(session: AsyncSession, tenant: TenantInfo, ids: set[int]) -> set[int]:
+        if not ids:
+            return set()
+        found = await session.scalars(select(Contact.id).where(Contact.id.in_(ids), Contact.tenant_id == tenant.id))
+        return set(found.all())
+
     def _template_problem(self, tenant: TenantInfo, body: NotificationIn) -> str | None:
         """Why no channel could render this notification (no template for its kind), or None."""
         name = body.template or body.kind
@@ -414,7 +511,7 @@ class Api:
 def openapi_document(server: str) -> dict[str, Any]:
     """The OpenAPI 3 description of /api/v1, with schemas taken from the request models."""
     schemas: dict[str, Any] = {}
-    for model in (NotificationIn, AppointmentIn):
+    for model in (NotificationIn, NotificationBatchIn, AppointmentIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -452,6 +549,15 @@ def openapi_document(server: str) -> dict[str, Any]:
         "paths": {
             "/notifications": {"post": {"summary": "Queue a notification", "parameters": [idempotency], "requestBody": body("NotificationIn"),
                                         "responses": {"202": answer("Queued: id and status"), **errors}}},
+            "/notifications/batch": {"post": {
+                "summary": f"Queue up to {MAX_BATCH} notifications in one transaction: all of them, or none when any item is refused",
+                "description": ("Each item is a NotificationIn with an optional `idempotency_key` (the Idempotency-Key header is not "
+                                "used here). 202 answers `notifications`: per item, in order, its `index`, `id`, `status` and "
+                                "`created` (false when its key named a notification queued before, or earlier in the batch). "
+                                "A refused item makes the whole batch 422 with nothing queued: `field` is "
+                                "`notifications[<index>].<field>`, `index` the item, and `errors` lists every problem found."),
+                "requestBody": body("NotificationBatchIn"),
+                "responses": {"202": answer("Queued: per item index, id, status and created"), **errors}}},
             "/notifications/{id}": {"get": {"summary": "A notification: status, attempts, channel, errors", "parameters": [path_id],
                                             "responses": {"200": answer("The notification"), "404": answer("No such notification"), **errors}}},
             "/appointments/{external_id}": {"put": {
@@ -477,6 +583,7 @@ def create_api(hub: Hub, middlewares: list[Any]) -> web.Application:
     app = web.Application(middlewares=[*middlewares, authenticate], client_max_size=hub.config.hub.max_body_bytes)
     app[API_HUB_KEY] = hub
     app.router.add_post("/notifications", api.post_notification)
+    app.router.add_post("/notifications/batch", api.post_notification_batch)
     app.router.add_get("/notifications/{id}", api.get_notification)
     app.router.add_put("/appointments/{external_id}", api.put_appointment)
     app.router.add_get("/contacts", api.find_contacts)

@@ -12,6 +12,11 @@ Linking is safe under concurrency: identities are inserted with
 `ON CONFLICT DO NOTHING`, and a link that lost a race to a concurrent one
 undoes the contact it had just made and resolves again against the winner's
 rows (PostgreSQL waits for the winner to commit; SQLite serialises writers).
+
+`link_many` resolves a batch of such requests (a bulk send to thousands of
+addresses) with a constant number of statements per chunk, and hands each
+request whose evidence is not simple to `link`, so every request gets what
+`link` would have given it had the batch been linked one by one, in order.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, String, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import BigInteger, String, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +37,7 @@ from hub.merges import (
     PERSONAL_KINDS,
     PROFILE_FIELDS,
     TAIL_DIGITS,
+    brazil_twin,
     merge,
     propose,
     propose_lookalikes,
@@ -379,6 +385,245 @@ async def _insert_identities(
     )
     rows = (await session.execute(statement)).all()
     return {(kind, key): int(identity_id) for identity_id, kind, key in rows}
+
+
+# Rows per multi-row statement of `link_many`: PostgreSQL takes at most 32,767 parameters in one.
+LINK_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    """One person's evidence for `link_many`: what `link` takes as arguments."""
+
+    addresses: Sequence[tuple[str, str]]
+    profile: dict[str, Any] | None = None
+    reason: str = "shared identity"
+    certain: bool = False
+
+
+@dataclass
+class _Group:
+    """The requests of a batch that name one address (kind, match key), in batch order."""
+
+    key: Key
+    members: list[int] = field(default_factory=list)
+    row: Any = None
+    """The stored identity and its contact's profile, when one exists."""
+
+
+async def link_many(session: AsyncSession, tenant: TenantInfo, requests: Sequence[LinkRequest]) -> list[LinkOutcome]:
+    """`link` for a batch: each request's outcome, as linking them one by one in order would give.
+
+    The usual cases (one address per request, either known or new) take a constant number of
+    statements per chunk of the batch; a request with several addresses, one that fills a profile
+    gap, refines a stored number, may need a proposal, or lost a race, goes through `link`, as do
+    the requests that share an address or a contact with it (so their order still holds).
+    """
+    keyed: list[dict[tuple[str, str], Key]] = []
+    for request in requests:
+        # The same checks, in the same order, as `link`: nothing is written when one request is bad.
+        if not request.addresses:
+            raise ValueError("link needs at least one address")
+        unknown = [name for name in (request.profile or {}) if name not in PROFILE_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown profile field {unknown[0]!r}")
+        keys: dict[tuple[str, str], Key] = {}
+        for kind, raw in request.addresses:
+            key = _key(kind, raw, tenant.default_region)
+            known = keys.get((key.kind, key.match))
+            if known is None or _more_specific(key.kind, known.value, key.value):
+                keys[(key.kind, key.match)] = key
+        keyed.append(keys)
+    groups: dict[tuple[str, str], _Group] = {}
+    for index, keys in enumerate(keyed):
+        for match, key in keys.items():
+            groups.setdefault(match, _Group(key)).members.append(index)
+    for chunk in _chunks(list(groups.values())):
+        for row in await _stored(session, tenant, [group.key for group in chunk]):
+            groups[(row.kind, row.match_key)].row = row
+    slow = {index for index, keys in enumerate(keyed) if len(keys) > 1}
+    slow |= await _not_simple(session, tenant, keyed, groups, requests)
+    _spread(slow, keyed, groups)
+    outcomes: dict[int, LinkOutcome] = {}
+    now = utcnow()
+    fresh = [g for g in groups.values() if g.row is None and g.members[0] not in slow]
+    lost = await _create_many(session, tenant, fresh, requests, now, outcomes)
+    if lost:
+        slow |= lost
+        _spread(slow, keyed, groups)
+        for index in lost:
+            outcomes.pop(index, None)
+    seen = [g.row.id for g in groups.values()
+            if g.row is not None and g.members[0] not in slow and g.row.last_seen_at < now - SEEN_RESOLUTION]
+    for part in _chunks(seen):
+        await session.execute(
+            update(Identity).where(Identity.id.in_(part)).values(last_seen_at=now).execution_options(synchronize_session=False)
+        )
+    for group in groups.values():
+        if group.row is None or group.members[0] in slow:
+            continue
+        row = group.row
+        contact = ContactRef(row.contact_id, tenant.slug, row.name, row.locale, row.timezone)
+        for index in group.members:
+            outcomes[index] = LinkOutcome(contact, [IdentityRef(row.id, group.key.kind, row.value)])
+    for index in sorted(slow):
+        request = requests[index]
+        outcomes[index] = await link(session, tenant, request.addresses, profile=request.profile, reason=request.reason,
+                                     certain=request.certain)
+    return [outcomes[index] for index in range(len(requests))]
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[start:start + LINK_CHUNK] for start in range(0, len(items), LINK_CHUNK)]
+
+
+async def _stored(session: AsyncSession, tenant: TenantInfo, keys: list[Key]) -> list[Any]:
+    """The stored identities these keys name, with their contacts' profiles: one SELECT."""
+    identity, contact = Identity.__table__, Contact.__table__
+    by_kind: dict[str, list[str]] = {}
+    for key in keys:
+        by_kind.setdefault(key.kind, []).append(key.match)
+    rows = await session.execute(
+        select(identity.c.id, identity.c.kind, identity.c.match_key, identity.c.value, identity.c.last_seen_at,
+               identity.c.contact_id, *(contact.c[name] for name in PROFILE_FIELDS))
+        .join(contact, contact.c.id == identity.c.contact_id)
+        .where(identity.c.tenant_id == tenant.id,
+               or_(*(and_(identity.c.kind == kind, identity.c.match_key.in_(matches)) for kind, matches in by_kind.items())))
+    )
+    return list(rows.all())
+
+
+def _fills_gap(have: Any, profile: dict[str, Any] | None) -> bool:
+    """Whether `profile` would fill a field `have` (a row or a dict) leaves empty: `link` then writes it."""
+    get = have.get if isinstance(have, dict) else (lambda name: getattr(have, name))
+    return any(value and not get(name) and _storable(name, value) for name, value in (profile or {}).items())
+
+
+def _profile_values(profile: dict[str, Any] | None) -> dict[str, Any]:
+    if not profile:
+        return {}
+    return {name: value for name, value in profile.items() if value and _storable(name, value)}
+
+
+async def _not_simple(
+    session: AsyncSession, tenant: TenantInfo, keyed: list[dict[tuple[str, str], Key]], groups: dict[tuple[str, str], _Group],
+    requests: Sequence[LinkRequest],
+) -> set[int]:
+    """Requests of single-address groups that `link` would not answer on its fast path."""
+    slow: set[int] = set()
+    phones: dict[str, list[_Group]] = {}
+    for group in groups.values():
+        first = group.members[0]
+        if group.row is not None:
+            stored, have = group.row.value, group.row
+            later = group.members
+        else:
+            # The first request makes the contact; every later one must then find it as it is.
+            stored, have = group.key.value, _profile_values(requests[first].profile)
+            later = group.members[1:]
+        if any(_more_specific(group.key.kind, stored, keyed[i][(group.key.kind, group.key.match)].value)
+               or _fills_gap(have, requests[i].profile) for i in later):
+            slow.update(group.members)
+        if group.key.kind == "phone":
+            phones.setdefault(group.key.value[-TAIL_DIGITS:], []).append(group)
+    # A new phone may look like another contact's (`propose_lookalikes`): such requests go through
+    # `link`, which records the proposal. Two numbers of the batch with one tail are handed on alike.
+    new = [g for g in groups.values() if g.key.kind == "phone" and g.row is None]
+    batch_keys = {g.key.match for g in groups.values() if g.key.kind == "phone"}
+    for group in new:
+        twin = brazil_twin(group.key.value)
+        if len(phones[group.key.value[-TAIL_DIGITS:]]) > 1 or (twin is not None and twin in batch_keys):
+            slow.update(group.members)
+    named = [g for g in new if _profile_values(requests[g.members[0]].profile).get("name")]
+    twins = {t: g for g in new if (t := brazil_twin(g.key.value)) is not None}
+    for chunk in _chunks([g.key.value[-TAIL_DIGITS:] for g in named]):
+        rows = await session.execute(
+            select(Identity.phone_tail, func.lower(Contact.name))
+            .join(Contact, Contact.id == Identity.contact_id)
+            .where(Identity.tenant_id == tenant.id, Identity.kind == "phone", Identity.phone_tail.in_(chunk))
+        )
+        taken = {(tail, name) for tail, name in rows.all() if name}
+        for group in named:
+            name = str(_profile_values(requests[group.members[0]].profile)["name"]).lower()
+            if (group.key.value[-TAIL_DIGITS:], name) in taken:
+                slow.update(group.members)
+    for part in _chunks(list(twins)):
+        owned = await session.scalars(
+            select(Identity.match_key).where(Identity.tenant_id == tenant.id, Identity.kind == "phone", Identity.match_key.in_(part))
+        )
+        for twin in owned.all():
+            slow.update(twins[twin].members)
+    return slow
+
+
+def _spread(slow: set[int], keyed: list[dict[tuple[str, str], Key]], groups: dict[tuple[str, str], _Group]) -> None:
+    """Add to `slow` every request sharing an address or a contact with one in it, so `link` sees them in order."""
+    while True:
+        matches = {match for index in slow for match in keyed[index]}
+        contacts = {groups[m].row.contact_id for m in matches if groups[m].row is not None}
+        more = {
+            index for group in groups.values()
+            if (group.key.kind, group.key.match) in matches or (group.row is not None and group.row.contact_id in contacts)
+            for index in group.members
+        } - slow
+        if not more:
+            return
+        slow |= more
+
+
+async def _create_many(
+    session: AsyncSession, tenant: TenantInfo, fresh: list[_Group], requests: Sequence[LinkRequest], now: dt.datetime,
+    outcomes: dict[int, LinkOutcome],
+) -> set[int]:
+    """A contact and its identity for each new address; the requests whose address a concurrent link took first
+    (their contacts are deleted again, and `link` resolves them against the winner's rows)."""
+    lost: set[int] = set()
+    contact, identity = Contact.__table__, Identity.__table__
+    dialect = session.get_bind().dialect.name
+    for chunk in _chunks(fresh):
+        profiles = [_profile_values(requests[group.members[0]].profile) for group in chunk]
+        blank = dict.fromkeys(PROFILE_FIELDS)
+        rows: list[dict[str, Any]] = [
+            {"tenant_id": tenant.id, "attributes": {}, "created_at": now, "updated_at": now, **blank, **values} for values in profiles
+        ]
+        # New contacts differ only in their profile, so each takes an id returned for its own profile
+        # (in batch order): no reliance on the order of RETURNING, which neither database promises.
+        result = await session.execute(insert(contact).returning(contact.c.id, *(contact.c[name] for name in PROFILE_FIELDS)), rows)
+        by_profile: dict[tuple[Any, ...], list[int]] = {}
+        for row in sorted(result.all(), reverse=True):
+            by_profile.setdefault(tuple(row[1:]), []).append(int(row[0]))
+        ids = [by_profile[tuple(values.get(name) for name in PROFILE_FIELDS)].pop() for values in profiles]
+        # One order for every racer, as in `_insert_identities`.
+        ordered = sorted(zip(chunk, ids), key=lambda pair: (_INSERT_ORDER.get(pair[0].key.kind, len(_INSERT_ORDER)),
+                                                             pair[0].key.kind, pair[0].key.match))
+        values = [
+            {"tenant_id": tenant.id, "contact_id": contact_id, "kind": g.key.kind, "value": g.key.value, "match_key": g.key.match,
+             "phone_tail": _tail(g.key), "opted_out": {}, "first_seen_at": now, "last_seen_at": now}
+            for g, contact_id in ordered
+        ]
+        statement = (
+            (pg_insert if dialect == "postgresql" else sqlite_insert)(identity)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "kind", "match_key"])
+            .returning(identity.c.id, identity.c.kind, identity.c.match_key)
+        )
+        # Many parameter sets for one statement: sent as multi-row INSERTs without compiling thousands of parameters.
+        inserted = {(kind, match): int(identity_id) for identity_id, kind, match in (await session.execute(statement, values)).all()}
+        orphans: list[int] = []
+        for (group, contact_id), values_of in zip(zip(chunk, ids), profiles):
+            identity_id = inserted.get((group.key.kind, group.key.match))
+            if identity_id is None:
+                orphans.append(contact_id)
+                lost.update(group.members)
+                continue
+            ref = IdentityRef(identity_id, group.key.kind, group.key.value)
+            made = ContactRef(contact_id, tenant.slug, values_of.get("name"), values_of.get("locale"), values_of.get("timezone"))
+            first, *later = group.members
+            outcomes[first] = LinkOutcome(made, [ref], [ref], [], True, [])
+            for index in later:
+                outcomes[index] = LinkOutcome(made, [ref])
+        if orphans:
+            await session.execute(delete(contact).where(contact.c.id.in_(orphans)))
+    return lost
 
 
 def _tail(key: Key) -> str | None:

@@ -46,7 +46,7 @@ from hub.outbound_webhooks import emit as emit_webhooks
 from hub.webhook_channel import WebhookChannel
 from hub.models import Contact, PluginData
 from hub.notifications import NotificationRequest
-from hub.outbox import Enqueued, enqueue
+from hub.outbox import Enqueued, enqueue, enqueue_many
 from hub.plugins import HookCaller, PluginInfo, build_plugin_manager, discover
 from hub.port import AppointmentUpdate, HubPort, JobHandler, TenantProfile
 from hub.business import BusinessProfile
@@ -306,6 +306,17 @@ class Hub:
         self.wake_dispatcher(uow)
         if queued.link is not None:
             self.announce_link(uow, queued.link)
+        return queued
+
+    async def queue_notifications(self, uow: UnitOfWork, *, tenant: str, requests: Sequence[NotificationRequest]) -> list[Enqueued]:
+        """Queue a batch inside the caller's unit of work (set-based, see `hub.outbox.enqueue_many`); one answer per request."""
+        info = await self.tenants.get(tenant)
+        queued = await enqueue_many(uow.session, info, requests)
+        if queued:
+            self.wake_dispatcher(uow)
+        for one in queued:
+            if one.link is not None:
+                self.announce_link(uow, one.link)
         return queued
 
     async def notify(self, *, tenant: str, request: NotificationRequest) -> int:

@@ -113,7 +113,7 @@ async def propose_lookalikes(
                                       {"identities": [f"phone:{phone}", f"phone:{value}"], "name": name})
                 if found is not None:
                     proposed.append(found)
-    twin = _brazil_twin(phone)
+    twin = brazil_twin(phone)
     if twin is not None:
         twin_owner = await session.scalar(
             select(Identity.contact_id).where(
@@ -133,7 +133,7 @@ def _country_code(e164: str) -> int:
     return int(phonenumbers.parse(e164, None).country_code or 0)
 
 
-def _brazil_twin(phone: str) -> str | None:
+def brazil_twin(phone: str) -> str | None:
     """A Brazilian number's other form when its ninth digit cannot be inferred: the 8-digit landline-looking
     form (WhatsApp Business on a landline, or an old mobile id) beside the 9-digit mobile with the same digits."""
     if not phone.startswith("+55"):

@@ -6,7 +6,7 @@ it). Each transition is one function here, and each appends its entry to
 
 | function | from | to |
 |---|---|---|
-| `enqueue` | (new row) | pending |
+| `enqueue`, `enqueue_many` | (new row) | pending |
 | `claim` | pending and due, or sending with its lease run out | sending (a lease: not kept in history) |
 | `expire_leases` | sending, held by a dead worker | sending, lease run out (claimed at once) |
 | `record` | sending | sent, sandboxed, failed, expired, or pending (retry later) |
@@ -33,13 +33,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from hub.contacts import LinkOutcome, link
+from hub.contacts import LinkOutcome, LinkRequest, link, link_many
 from hub.models import DeliveryAttempt, Notification, utcnow
 from hub.notifications import NotificationRequest
 from hub.phones import WHATSAPP_ID, is_whatsapp_id
 from hub.tenants import TenantInfo
 
 WAKE_CHANNEL = "hub_outbox"
+
+# Rows per multi-row INSERT of `enqueue_many`: 17 columns each stays well under PostgreSQL's 32,767 parameters.
+ENQUEUE_CHUNK = 1000
 
 
 class NotificationStatus(StrEnum):
@@ -115,6 +118,54 @@ def _move(row: Notification, status: NotificationStatus, at: dt.datetime, reason
 # --- enqueue ---------------------------------------------------------------------------------------
 
 
+def _row(
+    tenant: TenantInfo, request: NotificationRequest, contact_id: int, now: dt.datetime, history: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The outbox row for a request, `pending`, as both enqueue paths insert it."""
+    return {
+        "tenant_id": tenant.id,
+        "contact_id": contact_id,
+        "appointment_id": request.appointment_id,
+        "address": request.address,
+        "kind": request.kind,
+        "template": request.template or request.kind,
+        "data": request.data,
+        "locale": request.locale,
+        "channel_order": list(request.channel_order),
+        "idempotency_key": request.idempotency_key,
+        "status": NotificationStatus.PENDING,
+        "status_history": history or [history_entry(NotificationStatus.PENDING, now)],
+        "due_at": request.send_at or now,
+        "expires_at": request.expires_at,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(Notification)
+
+
+def _insert_many(session: AsyncSession) -> Any:
+    """The Core INSERT ... ON CONFLICT DO NOTHING RETURNING that `enqueue_many` runs with a list of rows."""
+    table = Notification.__table__
+    dialect = session.get_bind().dialect.name
+    return (
+        (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+        .returning(table.c.id, table.c.idempotency_key)
+    )
+
+
+async def _wake_workers(session: AsyncSession, dues: Sequence[dt.datetime], now: dt.datetime) -> None:
+    """On PostgreSQL, NOTIFY listening workers once for the batch when any of it is due now."""
+    if session.get_bind().dialect.name == "postgresql" and any(due <= now + dt.timedelta(seconds=1) for due in dues):
+        # Delivered to listening workers when this transaction commits, not before.
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WAKE_CHANNEL})
+
+
 async def enqueue(session: AsyncSession, tenant: TenantInfo, request: NotificationRequest) -> Enqueued:
     """Write the outbox row, `pending` (or find the one with the same idempotency key); never commits."""
     if request.idempotency_key:
@@ -129,38 +180,91 @@ async def enqueue(session: AsyncSession, tenant: TenantInfo, request: Notificati
         outcome = await link(session, tenant, [address_identity(request.address)], reason="notification")
         contact_id = outcome.contact.id
     now = utcnow()
-    due = request.send_at or now
-    values = {
-        "tenant_id": tenant.id,
-        "contact_id": contact_id,
-        "appointment_id": request.appointment_id,
-        "address": request.address,
-        "kind": request.kind,
-        "template": request.template or request.kind,
-        "data": request.data,
-        "locale": request.locale,
-        "channel_order": list(request.channel_order),
-        "idempotency_key": request.idempotency_key,
-        "status": NotificationStatus.PENDING,
-        "status_history": [history_entry(NotificationStatus.PENDING, now)],
-        "due_at": due,
-        "expires_at": request.expires_at,
-        "attempts": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
-    dialect = session.get_bind().dialect.name
-    insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(Notification)
-    statement = insert.values(**values).on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+    values = _row(tenant, request, contact_id, now)
+    statement = _insert(session).values(**values).on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
     new_id = await session.scalar(statement.returning(Notification.id))
     if new_id is None:  # a concurrent request with the same key won the insert
         existing = await _by_key(session, tenant.id, request.idempotency_key or "")
         assert existing is not None
         return Enqueued(existing.id, existing.status, False)
-    if dialect == "postgresql" and due <= now + dt.timedelta(seconds=1):
-        # Delivered to listening workers when this transaction commits, not before.
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": WAKE_CHANNEL})
+    await _wake_workers(session, [values["due_at"]], now)
     return Enqueued(int(new_id), NotificationStatus.PENDING, True, outcome)
+
+
+async def enqueue_many(session: AsyncSession, tenant: TenantInfo, requests: Sequence[NotificationRequest]) -> list[Enqueued]:
+    """`enqueue` for a batch, with the answers enqueueing them one by one in order would give; never commits.
+
+    One SELECT of the idempotency keys, `link_many` for the addresses, and one multi-row
+    INSERT ... ON CONFLICT DO NOTHING RETURNING per chunk of rows; a request repeating an earlier
+    one's key gets that one's row, and the dispatcher is woken once for the batch.
+    """
+    for index, request in enumerate(requests):
+        if request.contact_id is None and not request.address:
+            raise ValueError(f"request {index}: a notification needs a contact_id or an address")
+    keys = list(dict.fromkeys(r.idempotency_key for r in requests if r.idempotency_key))
+    stored = await _by_keys(session, tenant.id, keys)
+    results: list[Enqueued | None] = [None] * len(requests)
+    first_of: dict[str, int] = {}
+    new: list[int] = []
+    for index, request in enumerate(requests):
+        key = request.idempotency_key
+        if key and key in stored:
+            results[index] = Enqueued(*stored[key], False)
+        elif key and key in first_of:
+            continue  # answered below with the row of the first request naming it
+        else:
+            if key:
+                first_of[key] = index
+            new.append(index)
+    addressed = [i for i in new if requests[i].contact_id is None]
+    linked = dict(zip(addressed, await link_many(session, tenant, [
+        LinkRequest([address_identity(requests[i].address or "")], reason="notification") for i in addressed
+    ])))
+    now = utcnow()
+    lost: list[int] = []
+    dues: list[dt.datetime] = []
+    history = [history_entry(NotificationStatus.PENDING, now)]  # one list for the batch: it is only serialised
+    for start in range(0, len(new), ENQUEUE_CHUNK):
+        chunk = new[start:start + ENQUEUE_CHUNK]
+        rows = [_row(tenant, requests[i], requests[i].contact_id or linked[i].contact.id, now, history) for i in chunk]
+        # A one-row statement with many parameter sets: SQLAlchemy sends it as multi-row INSERTs
+        # ("insertmanyvalues") without compiling a statement with thousands of bound parameters.
+        returned = sorted((await session.execute(_insert_many(session), rows)).all())
+        # Rows without a key never conflict, and ids are drawn in the order of the VALUES list (a
+        # sequence on PostgreSQL, the next rowid on SQLite): sorted by id they follow the requests.
+        by_key = {key: int(row_id) for row_id, key in returned if key is not None}
+        unkeyed = iter(int(row_id) for row_id, key in returned if key is None)
+        for index in chunk:
+            key = requests[index].idempotency_key
+            row_id = by_key.get(key) if key else next(unkeyed)
+            if row_id is None:  # a concurrent request with the same key won the insert
+                lost.append(index)
+            else:
+                results[index] = Enqueued(row_id, NotificationStatus.PENDING, True, linked.get(index))
+                dues.append(requests[index].send_at or now)
+    if lost:
+        winners = await _by_keys(session, tenant.id, [requests[i].idempotency_key or "" for i in lost])
+        for index in lost:
+            results[index] = Enqueued(*winners[requests[index].idempotency_key or ""], False)
+    for index, request in enumerate(requests):
+        if results[index] is None:
+            first = results[first_of[request.idempotency_key or ""]]
+            assert first is not None
+            results[index] = Enqueued(first.id, first.status, False)
+    await _wake_workers(session, dues, now)
+    return [result for result in results if result is not None]
+
+
+async def _by_keys(session: AsyncSession, tenant_id: int, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """Idempotency key -> (id, status) of the stored rows with these keys."""
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(keys), ENQUEUE_CHUNK):
+        rows = await session.execute(
+            select(Notification.idempotency_key, Notification.id, Notification.status)
+            .where(Notification.tenant_id == tenant_id, Notification.idempotency_key.in_(keys[start:start + ENQUEUE_CHUNK]))
+        )
+        found.update({str(key): (int(row_id), status) for key, row_id, status in rows.all()})
+    return found
 
 
 async def _by_key(session: AsyncSession, tenant_id: int, key: str) -> Notification | None:

@@ -153,7 +153,7 @@ async def test_openapi_describes_every_route(client: Any) -> None:
     assert response.status == 200
     document = await response.json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/notifications", "/notifications/{id}", "/appointments/{external_id}", "/contacts", "/contacts/{id}", "/openapi.json"}
+    assert set(document["paths"]) == {"/notifications", "/notifications/batch", "/notifications/{id}", "/appointments/{external_id}", "/contacts", "/contacts/{id}", "/openapi.json"}
     schema = document["components"]["schemas"]["AppointmentIn"]
     assert set(schema["required"]) == {"contact", "start"}
     assert document["components"]["schemas"]["ContactIn"]["properties"]["email"]
