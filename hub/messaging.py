@@ -6,8 +6,8 @@ Responders are not called here: a committed inbound message is handed to the
 `ResponderRunner` (hub/responding.py), which answers outside the inbox lanes.
 
 Inbound messages are recorded set-based (`record_received`): the inbox hands
-over a wave of unrelated messages (no two from one person), each sender is
-linked, and then their conversations are found or made, updated, and their
+over a wave of unrelated messages (no two from one person), their senders
+are linked together (`hub.contacts.link_many`), and then their conversations are found or made, updated, and their
 messages inserted in one statement each, whatever the wave's size.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, func, insert, select, tuple_, update
 
-from hub.contacts import LinkOutcome, link, set_opt_out
+from hub.contacts import LinkOutcome, LinkRequest, link_many, set_opt_out
 from hub.events import ContactRef, DeliveryStatus, DeliveryStatusEvent, InboundMessage, InboxEvent, OptOutEvent, ReceivedMessage
 from hub import outbox
 from hub.inbox import BatchProcessor, Processor
@@ -108,21 +108,33 @@ _NEW_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_or
 
 
 async def record_received(hub: Hub, uow: UnitOfWork, events: list[InboundMessage]) -> None:
-    """Record inbound messages (no two from one person): link each sender, then conversations and messages set-based.
+    """Record inbound messages (no two from one person): their senders linked, conversations and messages set-based.
 
     Registers, per message and in order, its contact's links, `on_message_received`
     and the responders' turn, all to run once the unit of work commits.
     """
     session = uow.session
+    by_tenant: dict[str, list[int]] = {}
+    for index, event in enumerate(events):
+        by_tenant.setdefault(event.tenant, []).append(index)
+    resolved: dict[int, tuple[TenantInfo, LinkOutcome]] = {}
+    for slug, indexes in by_tenant.items():
+        tenant = await hub.tenants.get(slug)
+        requests = []
+        for index in indexes:
+            event = events[index]
+            others = [(kind, address) for kind, address in event.linked_addresses]
+            requests.append(LinkRequest(
+                [(event.sender_kind, event.sender), *others], profile={"name": event.profile_name},
+                reason=f"{event.channel} says these are one account", certain=bool(others),
+            ))
+        # Set-based: one lookup for the known senders, bulk inserts for new ones (hub.contacts.link_many).
+        for index, outcome in zip(indexes, await link_many(session, tenant, requests)):
+            resolved[index] = (tenant, outcome)
     linked: list[tuple[InboundMessage, TenantInfo, LinkOutcome]] = []
     absorbed: dict[int, ContactRef] = {}
-    for event in events:
-        tenant = await hub.tenants.get(event.tenant)
-        others = [(kind, address) for kind, address in event.linked_addresses]
-        outcome = await link(
-            session, tenant, [(event.sender_kind, event.sender), *others], profile={"name": event.profile_name},
-            reason=f"{event.channel} says these are one account", certain=bool(others),
-        )
+    for index, event in enumerate(events):
+        tenant, outcome = resolved[index]
         for merged_id in outcome.merged:
             absorbed[merged_id] = outcome.contact
         linked.append((event, tenant, outcome))
