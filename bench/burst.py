@@ -15,8 +15,8 @@ workers process them with the rules responder on (it answers every greeting):
 --no-workers`, also on SQLite) and starts the worker processes once it is
 over: events/s is then what the workers can do, not the arrival rate (in
 `live` mode, the default, processing keeps up with arrivals and events/s is
-the arrival rate). CPU per event is read over the time after the burst in
-backlog mode. `--responder off` measures the inbox's processing alone (messages linked
+the arrival rate). CPU per event is read from the burst's start to the end
+(the workers' from their start, in backlog mode; their start-up is in it). `--responder off` measures the inbox's processing alone (messages linked
 and recorded, no reply asked for), the figure the aim is about.
 
 The load is open-loop: request i is sent at `i / rate` seconds after the
@@ -297,6 +297,10 @@ async def run_target(label: str, url: str, workers: int, args: argparse.Namespac
         if backlog:
             for process in worker_processes:
                 stop_process(process)
+        pids = {"serve": serve.pid, **{f"worker{i}": p.pid for i, p in enumerate(worker_processes)}}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        if postmaster is not None:
+            cpu_before["postgresql"] = postgres_cpu(postmaster)
         wall_start = dt.datetime.now(dt.UTC)
         try:
             start, last_ack, statuses = await send_burst(base, hooks, args.rate)
@@ -312,10 +316,10 @@ async def run_target(label: str, url: str, workers: int, args: argparse.Namespac
             spy = PySpy(Path(args.py_spy) if args.py_spy else None, f"{label}-worker{i}")
             spy.start(process.pid)
             spies.append(spy)
-        pids = {"serve": serve.pid, **{f"worker{i}": p.pid for i, p in enumerate(worker_processes)}}
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        if postmaster is not None:
-            cpu_before["postgresql"] = postgres_cpu(postmaster)
+        if backlog:
+            # The workers started after the burst: their window starts now (the serve process's with the burst).
+            pids = {"serve": serve.pid, **{f"worker{i}": p.pid for i, p in enumerate(worker_processes)}}
+            cpu_before |= {f"worker{i}": cpu_seconds(p.pid) for i, p in enumerate(worker_processes)}
         done = await reader.wait_answered(len(warm) + len(hooks), DONE_TIMEOUT, responder)
         cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
         if postmaster is not None:
