@@ -250,20 +250,28 @@ class Inbox:
         fails, each event runs again in a unit of work of its own.
         """
         rows = await self._claim(limit)
-        together = [row for row in rows if row.kind not in ALONE_KINDS]
-        if len(together) > 1:
-            try:
-                await self._process_together(together)
-            except Exception as exc:
-                self._log.info("inbox_batch_retried_alone", events=len(together), error=f"{type(exc).__name__}: {exc}")
-                for row in together:
-                    await self._process(row)
-        elif together:
-            await self._process(together[0])
+        segment: list[Claimed] = []
         for row in rows:
+            # An event that runs alone splits the batch where it stands, so arrival order still holds around it.
             if row.kind in ALONE_KINDS:
+                await self._process_segment(segment)
+                segment = []
                 await self._process(row)
+            else:
+                segment.append(row)
+        await self._process_segment(segment)
         return len(rows)
+
+    async def _process_segment(self, rows: list[Claimed]) -> None:
+        if len(rows) == 1:
+            await self._process(rows[0])
+        elif rows:
+            try:
+                await self._process_together(rows)
+            except Exception as exc:
+                self._log.info("inbox_batch_retried_alone", events=len(rows), error=f"{type(exc).__name__}: {exc}")
+                for row in rows:
+                    await self._process(row)
 
     async def _process_together(self, rows: list[Claimed]) -> None:
         async with self.unit_of_work() as uow:
