@@ -586,9 +586,13 @@ async def _create_many(
         rows: list[dict[str, Any]] = [
             {"tenant_id": tenant.id, "attributes": {}, "created_at": now, "updated_at": now, **blank, **values} for values in profiles
         ]
-        # Ordered RETURNING ties each new id to its row (SQLAlchemy's "insertmanyvalues" guarantees it).
-        result = await session.execute(insert(contact).returning(contact.c.id, sort_by_parameter_order=True), rows)
-        ids = [int(contact_id) for contact_id in result.scalars().all()]
+        # New contacts differ only in their profile, so each takes an id returned for its own profile
+        # (in batch order): no reliance on the order of RETURNING, which neither database promises.
+        result = await session.execute(insert(contact).returning(contact.c.id, *(contact.c[name] for name in PROFILE_FIELDS)), rows)
+        by_profile: dict[tuple[Any, ...], list[int]] = {}
+        for row in sorted(result.all(), reverse=True):
+            by_profile.setdefault(tuple(row[1:]), []).append(int(row[0]))
+        ids = [by_profile[tuple(values.get(name) for name in PROFILE_FIELDS)].pop() for values in profiles]
         # One order for every racer, as in `_insert_identities`.
         ordered = sorted(zip(chunk, ids), key=lambda pair: (_INSERT_ORDER.get(pair[0].key.kind, len(_INSERT_ORDER)),
                                                              pair[0].key.kind, pair[0].key.match))

@@ -6,16 +6,23 @@ appointment of another contact is "unknown", whatever a message asked for.
 They are the bodies of the port's responder methods (`HubPort.recent_messages`,
 `contact_appointments`, `confirm_appointment`, ...), which `hub/core.py`
 delegates to.
+
+Reads run on `reading` sessions, outside any transaction: a responder
+answering one message reads several times, and on PostgreSQL each
+transaction's BEGIN and ROLLBACK were two more round trips per read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.appointment_input import AppointmentInput
 from hub.appointments import appointment_ref
@@ -30,9 +37,17 @@ from hub.responders import ContactDetails, ConversationMessage
 from hub.tenants import TenantInfo
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     from hub.core import Hub
+    from hub.database import Database
+
+@asynccontextmanager
+async def reading(db: Database) -> AsyncIterator[AsyncSession]:
+    """A session for reads only, with no transaction around them: each statement sees what was committed when it ran."""
+    async with db.engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+            yield session
+
 
 CALL_KINDS = ("model_call", "tool_call")
 """What `record_call` records; hand-offs and releases are recorded by hub/handoff.py."""
@@ -52,7 +67,7 @@ async def _contact(session: AsyncSession, tenant: TenantInfo, contact_id: int) -
 async def recent_messages(hub: Hub, tenant: str, conversation_id: int, limit: int = 10) -> list[ConversationMessage]:
     """The conversation's last `limit` messages, oldest first, outbound ones with their notification's kind."""
     info = await hub.tenants.get(tenant)
-    async with hub.db.sessions() as session:
+    async with reading(hub.db) as session:
         await load_conversation(session, info, conversation_id)
         thread = (await session.execute(
             select(Message.id, Message.direction, Message.body, Message.created_at, Notification.kind, Notification.appointment_id)
@@ -67,7 +82,7 @@ async def recent_messages(hub: Hub, tenant: str, conversation_id: int, limit: in
 async def contact_details(hub: Hub, tenant: str, contact_id: int) -> ContactDetails:
     """The contact's name, locale, time zone, phones and emails (and which mediums each opted out of)."""
     info = await hub.tenants.get(tenant)
-    async with hub.db.sessions() as session:
+    async with reading(hub.db) as session:
         contact = await _contact(session, info, contact_id)
         identities = (await session.scalars(select(Identity).where(Identity.contact_id == contact_id).order_by(Identity.id))).all()
     return ContactDetails(
@@ -81,7 +96,7 @@ async def contact_details(hub: Hub, tenant: str, contact_id: int) -> ContactDeta
 async def contact_appointments(hub: Hub, tenant: str, contact_id: int, *, include_past: bool = False) -> list[AppointmentRef]:
     """The contact's own scheduled appointments, soonest first (past ones too with `include_past`)."""
     info = await hub.tenants.get(tenant)
-    async with hub.db.sessions() as session:
+    async with reading(hub.db) as session:
         await _contact(session, info, contact_id)
         query = select(Appointment).where(
             Appointment.tenant_id == info.id, Appointment.contact_id == contact_id, Appointment.status == "scheduled"
@@ -176,7 +191,7 @@ async def tokens_used_today(hub: Hub, tenant: str) -> int:
     info = await hub.tenants.get(tenant)
     zone = ZoneInfo(info.timezone)
     midnight = dt.datetime.combine(utcnow().astimezone(zone).date(), dt.time(), tzinfo=zone)
-    async with hub.db.sessions() as session:
+    async with reading(hub.db) as session:
         used = await session.scalar(
             select(func.coalesce(func.sum(ConversationEvent.tokens), 0)).where(
                 ConversationEvent.tenant_id == info.id, ConversationEvent.kind == "model_call",
@@ -189,7 +204,7 @@ async def tokens_used_today(hub: Hub, tenant: str) -> int:
 async def conversation_state(hub: Hub, plugin: str, tenant: str, conversation_id: int) -> dict[str, Any]:
     """The plugin's dialogue state for this conversation ({} at first)."""
     info = await hub.tenants.get(tenant)
-    async with hub.db.sessions() as session:
+    async with reading(hub.db) as session:
         row = await load_conversation(session, info, conversation_id)
     return dict((row.responder_state or {}).get(plugin) or {})
 

@@ -38,7 +38,7 @@ from hub.dispatcher import Dispatcher
 from hub.errors import ConfigError, PluginLoadError, UnknownContact
 from hub.events import AppointmentRef, ContactRef, InboxEvent, OptOutEvent
 from hub.inbox import Inbox
-from hub.messaging import message_processors
+from hub.messaging import message_batch_processors, message_processors
 from hub.metrics import HubMetrics
 from hub.outbound_webhooks import KIND as WEBHOOK_KIND
 from hub.outbound_webhooks import appointment_data
@@ -96,6 +96,7 @@ class Hub:
             unit_of_work=self.unit_of_work,
         )
         self.inbox.processors.update(message_processors(self))
+        self.inbox.batch_processors.update(message_batch_processors(self))
         self.inbox.processors.update(appointment_processors(self))
         self.inbox.processors.update(deferred_processors(self))  # issue 13: webhooks plugins complete later
         self.dispatcher = Dispatcher(self)

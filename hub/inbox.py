@@ -4,10 +4,22 @@
 says whether it was new, so a vendor's retry is acknowledged and not
 processed again. `Inbox.run` is the worker loop: it claims pending events
 with a lease (so a second process never takes the same one, and a dead
-process's events are taken over when the lease runs out), runs the
-processor for the event's kind inside one unit of work (its effects run once
-it commits), and records a failure with its error, retrying a bounded number
-of times with backoff.
+process's events are taken over when the lease runs out) and processes the
+claimed batch in one unit of work (its effects run once it commits), with
+one statement marking the whole batch processed. When anything in a batch
+fails, the batch is rolled back and each event runs again alone, so one bad
+event never fails the others: it alone is recorded with its error and
+retried a bounded number of times with backoff.
+
+Order: events with the same order key (one person, one message, one
+tenant's bookings) are processed in arrival order, also across processes.
+A claim takes no event whose key has an event leased by another process
+(claims are serialised on PostgreSQL by a transaction-scoped advisory lock,
+so two claims never both see the key free), and inside a batch a key's
+events are applied one after the other, in waves: the n-th event of every
+key in the batch, then the (n+1)-th. Within a wave no two events share a
+key, so a kind with a batch processor (`batch_processors`) applies the
+wave's events of that kind set-based, in a few statements.
 """
 
 from __future__ import annotations
@@ -22,13 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.database import Database
-from hub.events import INBOX_EVENT_TYPES, InboxEvent
+from hub.events import INBOX_EVENT_TYPES, DeferredEvent, InboxEvent
 from hub.models import InboxEventRow, utcnow
 from hub.tenants import TenantDirectory
 from hub.unit_of_work import UnitOfWork
@@ -36,11 +48,17 @@ from hub.waiting import idle
 
 Processor = Callable[[UnitOfWork, InboxEvent], Awaitable[None]]
 """Applies one event inside the given unit of work, registering its after-commit effects (hooks) on it."""
+BatchProcessor = Callable[[UnitOfWork, list[InboxEvent]], Awaitable[None]]
+"""Applies several events of one kind, no two with the same order key, as `Processor` would one by one."""
 
 LEASE = dt.timedelta(seconds=60)
-PARALLEL_LANES = 8
-IDLE_BATCH = 50
-BUSY_BATCH = 1
+IDLE_BATCH = 200
+BUSY_BATCH = 25
+ALONE_KINDS = frozenset({DeferredEvent.kind})
+"""Kinds processed in a unit of work of their own: their processor calls a vendor, which must neither hold a
+batch's transaction open nor be repeated because an unrelated event in the batch failed."""
+CLAIM_LOCK = (0x6869, 0x696E)
+"""The advisory lock that serialises claims on PostgreSQL (its own namespace: never a conversation's lock)."""
 INTAKE_QUIET = 0.05
 """Seconds without a new webhook that count as a pause in a burst."""
 INTAKE_DEFER_MAX = 1.0
@@ -63,16 +81,34 @@ class Claimed:
 
 def order_key(row: Claimed) -> str:
     """Events with the same key must be processed in arrival order."""
-    payload = row.payload
+    return event_order_key(row.id, row.kind, row.payload)
+
+
+def event_order_key(event_id: int, kind: str, payload: dict[str, Any]) -> str:
+    """The order key of a stored event (see `order_key`)."""
     tenant = payload.get("tenant", "")
-    if row.kind == "appointment.changed":
+    if kind == "appointment.changed":
         return f"{tenant}:appointments"  # a reschedule's halves name two different bookings
     who = payload.get("sender") or payload.get("address") or payload.get("provider_id")
     if not who:
-        return f"event:{row.id}"
+        return f"event:{event_id}"
     # "whatsapp:+34600..." and "+34 600..." are one person: key phones by their digits.
     digits = "".join(ch for ch in str(who) if ch.isdigit())
     return f"{tenant}:{digits if len(digits) >= 7 and '@' not in str(who) else who}"
+
+
+def waves(rows: list[Claimed]) -> list[list[Claimed]]:
+    """The batch (in id order) as waves: the first event of every key, then the second, ...; keys are unique in a wave."""
+    out: list[list[Claimed]] = []
+    depth: dict[str, int] = {}
+    for row in rows:
+        key = order_key(row)
+        level = depth.get(key, 0)
+        depth[key] = level + 1
+        if level == len(out):
+            out.append([])
+        out[level].append(row)
+    return out
 
 
 def retry_delay(attempt: int) -> dt.timedelta:
@@ -93,6 +129,8 @@ class Inbox:
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
         self.processors: dict[str, Processor] = {}
+        self.batch_processors: dict[str, BatchProcessor] = {}
+        """Optional set-based versions of `processors`; the single-event one still runs an event retried alone."""
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
         self._gathering: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
@@ -101,6 +139,10 @@ class Inbox:
             (pg_insert if db.dialect == "postgresql" else sqlite_insert)(table)
             .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
             .returning(table.c.source, table.c.dedupe_key)
+        )
+        self._mark_processed = (
+            update(table).where(table.c.id.in_(bindparam("ids", expanding=True)))
+            .values(processed_at=bindparam("now"), lease_until=None, error=None)
         )
         self._writer: asyncio.Task[None] | None = None
         self._last_accept = float("-inf")
@@ -166,6 +208,10 @@ class Inbox:
             or_(InboxEventRow.lease_until.is_(None), InboxEventRow.lease_until < now),
         )
         async with self.db.sessions.begin() as session:
+            if not self.db.is_sqlite:
+                # Held to the end of this short transaction: the leases below are committed before the next
+                # claim looks, so two processes never take events of one key side by side.
+                await session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": CLAIM_LOCK[0], "key": CLAIM_LOCK[1]})
             rows = (
                 await session.execute(
                     select(InboxEventRow.id, InboxEventRow.kind, InboxEventRow.dedupe_key, InboxEventRow.payload, InboxEventRow.attempts)
@@ -175,34 +221,73 @@ class Inbox:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
-            if rows:
+            if not rows:
+                return []
+            # Keys another process is working on now: their later events wait for its batch to commit.
+            leased = await session.execute(
+                select(InboxEventRow.id, InboxEventRow.kind, InboxEventRow.payload).where(
+                    InboxEventRow.processed_at.is_(None), InboxEventRow.failed_at.is_(None), InboxEventRow.lease_until >= now
+                )
+            )
+            busy = {event_order_key(row.id, row.kind, row.payload) for row in leased}
+            claimed = [
+                Claimed(row.id, row.kind, row.dedupe_key, row.payload, row.attempts + 1)
+                for row in rows
+                if not busy or event_order_key(row.id, row.kind, row.payload) not in busy
+            ]
+            if claimed:
                 await session.execute(
                     update(InboxEventRow)
-                    .where(InboxEventRow.id.in_([row.id for row in rows]))
+                    .where(InboxEventRow.id.in_([row.id for row in claimed]))
                     .values(lease_until=now + LEASE, attempts=InboxEventRow.attempts + 1)
                 )
-        return [Claimed(row.id, row.kind, row.dedupe_key, row.payload, row.attempts + 1) for row in rows]
+        return claimed
 
     async def process_pending(self, limit: int = 50) -> int:
         """Process one batch of due events; returns how many were claimed.
 
-        Events about the same person (or message, or tenant's bookings) run
-        in the order they arrived; unrelated ones run side by side on
-        PostgreSQL. SQLite has one writer, so there they run one by one.
+        The batch is one unit of work (see the module docstring); when it
+        fails, each event runs again in a unit of work of its own.
         """
         rows = await self._claim(limit)
-        lanes: dict[str, list[Claimed]] = {}
+        segment: list[Claimed] = []
         for row in rows:
-            lanes.setdefault(order_key(row), []).append(row)
-        limit_lanes = asyncio.Semaphore(1 if self.db.is_sqlite else PARALLEL_LANES)
+            # An event that runs alone splits the batch where it stands, so arrival order still holds around it.
+            if row.kind in ALONE_KINDS:
+                await self._process_segment(segment)
+                segment = []
+                await self._process(row)
+            else:
+                segment.append(row)
+        await self._process_segment(segment)
+        return len(rows)
 
-        async def run(lane: list[Claimed]) -> None:
-            async with limit_lanes:
-                for row in lane:
+    async def _process_segment(self, rows: list[Claimed]) -> None:
+        if len(rows) == 1:
+            await self._process(rows[0])
+        elif rows:
+            try:
+                await self._process_together(rows)
+            except Exception as exc:
+                self._log.info("inbox_batch_retried_alone", events=len(rows), error=f"{type(exc).__name__}: {exc}")
+                for row in rows:
                     await self._process(row)
 
-        await asyncio.gather(*(run(lane) for lane in lanes.values()))
-        return len(rows)
+    async def _process_together(self, rows: list[Claimed]) -> None:
+        async with self.unit_of_work() as uow:
+            for wave in waves(rows):
+                by_kind: dict[str, list[InboxEvent]] = {}
+                for row in wave:
+                    by_kind.setdefault(row.kind, []).append(EVENT_CLASSES[row.kind].from_payload(row.payload))
+                for kind, events in by_kind.items():
+                    many = self.batch_processors.get(kind)
+                    if many is not None and len(events) > 1:
+                        await many(uow, events)
+                    else:
+                        processor = self.processors[kind]
+                        for event in events:
+                            await processor(uow, event)
+            await uow.session.execute(self._mark_processed, {"ids": [row.id for row in rows], "now": utcnow()})
 
     async def _process(self, row: Claimed) -> None:
         attempt = row.attempt
@@ -211,11 +296,7 @@ class Inbox:
             event = EVENT_CLASSES[row.kind].from_payload(row.payload)
             async with self.unit_of_work() as uow:
                 await processor(uow, event)
-                await uow.session.execute(
-                    update(InboxEventRow)
-                    .where(InboxEventRow.id == row.id)
-                    .values(processed_at=utcnow(), lease_until=None, error=None)
-                )
+                await uow.session.execute(self._mark_processed, {"ids": [row.id], "now": utcnow()})
         except Exception as exc:
             await self._failed(row, attempt, exc)
 

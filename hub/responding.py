@@ -21,6 +21,13 @@ called: the cursor moves past the message and nothing is sent. A
 `Reply(handoff=True)` is queued and hands the conversation off in the same
 transaction (`data["handoff_reason"]` and `data["handoff_summary"]` say why
 and what for the person taking over).
+
+Answers are written with a group commit: every conversation's task hands
+its answer (the reply to queue, or none, and the cursor's new place) to one
+writer and waits until it is committed; answers that arrive while one batch
+is being written share the next transaction, with one statement moving
+every cursor. A batch that fails is written again one answer at a time, so
+one bad reply fails only its own conversation's task.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.conversations import reading
 from hub.events import Conversation as ConversationView
 from hub.events import ReceivedMessage
 from hub.handoff import BOT, HUMAN, conversation_view, load_conversation, mark_human
@@ -54,6 +62,38 @@ CONCURRENCY = 128
 """Conversations answered at once per process. Answers wait on the network (a model takes about a second), not
 the CPU: 50 new conversations a second with a 1 s model keep 50 answers in flight (bench/responders.py)."""
 LOCK_NAMESPACE = 0x6875  # "hu": keeps the hub's advisory locks apart from other users of the database
+WRITE_BATCH = 200
+"""Most answers one group commit writes."""
+_MOVE_CURSORS = (
+    update(Conversation.__table__)
+    .where(Conversation.__table__.c.id == bindparam("b_id"))
+    .values(answered_through=bindparam("b_through"))
+)
+
+
+# Built once: constructing the statement cost more CPU than running it, once per message.
+_NEXT_MESSAGE = (
+    select(Conversation, Message, Contact.name)
+    .join(Message, Message.conversation_id == Conversation.id)
+    .outerjoin(Contact, Contact.id == Conversation.contact_id)
+    .where(
+        Conversation.id == bindparam("b_conversation"),
+        Message.direction == "in",
+        Message.id > func.coalesce(Conversation.answered_through, 0),
+    )
+    .order_by(Message.id)
+    .limit(1)
+)
+
+
+@dataclasses.dataclass
+class _Answer:
+    """One message dealt with: the reply to queue (or None), waiting for its group commit."""
+
+    thread: ConversationView
+    view: ReceivedMessage
+    reply: Any
+    done: asyncio.Future[None]
 
 
 class ResponderRunner:
@@ -66,6 +106,8 @@ class ResponderRunner:
         self._wake = asyncio.Event()
         self._lock_connection: AsyncConnection | None = None
         self._lock_guard = asyncio.Lock()
+        self._answers: list[_Answer] = []
+        self._writer: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("hub.responding")
 
     def schedule(self, conversation_id: int) -> None:
@@ -140,21 +182,54 @@ class ResponderRunner:
                 thread = dataclasses.replace(thread, handler=await self.hub.conversation_handler(thread.tenant, thread.id))
             if not too_old and thread.handler == BOT:
                 reply = await self._ask(thread, view)
-            async with self.hub.unit_of_work() as uow:
+            await self._record(thread, view, reply)
+
+    async def _record(self, thread: ConversationView, view: ReceivedMessage, reply: Any) -> None:
+        """Queue the reply and move the cursor past the message; returns once that is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._answers.append(_Answer(thread, view, reply, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_answers(), name="hub-responder-group-commit")
+        await future
+
+    async def _write_answers(self) -> None:
+        while self._answers:
+            batch, self._answers = self._answers[:WRITE_BATCH], self._answers[WRITE_BATCH:]
+            try:
+                await self._write(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    batch[0].done.set_exception(exc)
+                    continue
+                for answer in batch:  # one bad reply must not fail the others: each again, alone
+                    try:
+                        await self._write([answer])
+                    except Exception as alone:
+                        answer.done.set_exception(alone)
+                    else:
+                        answer.done.set_result(None)
+                continue
+            for answer in batch:
+                answer.done.set_result(None)
+
+    async def _write(self, batch: list[_Answer]) -> None:
+        async with self.hub.unit_of_work() as uow:
+            for answer in batch:
+                thread, view, reply = answer.thread, answer.view, answer.reply
                 if isinstance(reply, Reply) and reply.body.strip():
                     await self.hub.queue_notification(uow, tenant=thread.tenant, request=reply_request(thread, reply))
                 if isinstance(reply, Reply) and reply.handoff:
                     tenant = await self.hub.tenants.get(thread.tenant)
-                    row = await load_conversation(uow.session, tenant, conversation_id)
+                    row = await load_conversation(uow.session, tenant, thread.id)
                     await mark_human(
                         self.hub, uow, tenant, row,
                         reason=str(reply.data.get("handoff_reason") or f"{reply.responder or 'a responder'} handed off"),
                         summary=str(reply.data.get("handoff_summary") or view.body),
                     )
-                # The cursor moves with the reply: a crash before this commit answers the message again.
-                await uow.session.execute(
-                    update(Conversation).where(Conversation.id == conversation_id).values(answered_through=view.message_id)
-                )
+            # The cursor moves with the reply: a crash before this commit answers the message again.
+            await uow.session.execute(
+                _MOVE_CURSORS, [{"b_id": answer.thread.id, "b_through": answer.view.message_id} for answer in batch]
+            )
 
     async def _ask(self, thread: ConversationView, view: ReceivedMessage) -> Any:
         tenant = await self.hub.tenants.get(thread.tenant)
@@ -172,29 +247,19 @@ class ResponderRunner:
         return reply
 
     async def _next_message(self, conversation_id: int) -> tuple[ConversationView, ReceivedMessage, bool] | None:
-        async with self.hub.db.sessions() as session:
-            conversation = await session.get(Conversation, conversation_id)
-            if conversation is None:
-                return None
-            message = await session.scalar(
-                select(Message)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    Message.direction == "in",
-                    Message.id > func.coalesce(conversation.answered_through, 0),
-                )
-                .order_by(Message.id)
-                .limit(1)
-            )
-            if message is None:
-                return None
-            contact = await session.get(Contact, conversation.contact_id)
+        async with reading(self.hub.db) as session:
+            # One round trip: the conversation (its handler may have changed since the last message), its next
+            # unanswered inbound message, and the contact's name.
+            found = (await session.execute(_NEXT_MESSAGE, {"b_conversation": conversation_id})).first()
+        if found is None:
+            return None
+        conversation, message, name = found
         tenant = await self.hub.tenants.by_id(conversation.tenant_id)
         thread = conversation_view(conversation, tenant.slug)
         view = ReceivedMessage(
             tenant=tenant.slug, contact_id=conversation.contact_id, conversation_id=conversation.id, message_id=message.id,
             medium=conversation.medium, channel=message.channel, address=message.address or "", body=message.body,
-            media=list(message.media or []), profile_name=contact.name if contact is not None else None,
+            media=list(message.media or []), profile_name=name,
         )
         return thread, view, message.created_at < utcnow() - REPLY_EXPIRY
 
