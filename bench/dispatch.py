@@ -875,6 +875,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", choices=["sqlite", "postgresql"], help="run the dispatcher in-process under cProfile instead")
     parser.add_argument("--top", type=int, default=30, help="rows of the profile to print")
     parser.add_argument("--fill", action="store_true", help="only compare the fills (one by one vs bulk) on the --paths' databases")
+    parser.add_argument("--skip-fill", dest="skip_fill", action="store_true", help="leave out the fill comparison before the pipelines")
     parser.add_argument("--fill-profile", dest="fill_profile", type=int, default=0, metavar="TOP",
                         help="run each fill under cProfile and print its TOP functions by cumulative time")
     parser.add_argument("--settings", choices=sorted(SETTINGS), default="test",
@@ -938,7 +939,7 @@ def main() -> None:
                     print()
                     print(table(rows))
                     return
-                fills = fill_comparison(kinds, args.n, workdir, cluster, args.fill_profile)
+                fills = [] if args.skip_fill else fill_comparison(kinds, args.n, workdir, cluster, args.fill_profile)
                 print("raw sink baseline ...", flush=True)
                 raw = run(raw_baseline(sink, args.n))
                 results = []
@@ -949,8 +950,9 @@ def main() -> None:
                     results.append(run_path(key, args.n, args.batch, args.concurrency, sink, workdir, cluster, args.timeout, spy_dir))
                 print()
                 print(report(raw, results))
-                print()
-                print(fill_report(fills, SETTINGS[args.settings]))
+                if fills:
+                    print()
+                    print(fill_report(fills, SETTINGS[args.settings]))
     except KeyboardInterrupt:
         print("interrupted: workers, sink and database stopped", file=sys.stderr)
         raise SystemExit(130) from None

@@ -16,13 +16,15 @@ it). Each transition is one function here, and each appends its entry to
 | `report` | by rank, forward only | sent, failed, delivered, read (a provider's status callback) |
 
 The dispatcher's hot path (`claim`, `record`) works on SQLAlchemy Core rows
-and one statement per batch; the others change ORM rows inside the
+and one statement per batch (on PostgreSQL, `record` appends each history
+entry in SQL rather than rewriting the row's list); the others change ORM rows inside the
 caller's transaction and never commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -370,9 +372,43 @@ def expired(row: Any) -> Verdict:
     return Verdict(row, NotificationStatus.EXPIRED, f"not sent before it expired at {row.expires_at.isoformat()}", row.attempts)
 
 
+# PostgreSQL: the batch's verdicts as arrays, one UPDATE joined to them, and each history entry
+# appended by the server (the rows' histories are not rewritten and sent back). Timestamps are naive
+# UTC, as `UTCDateTime` stores them.
+_RECORD_PG = text("""
+UPDATE notifications AS n SET
+    status = v.status,
+    status_history = COALESCE(n.status_history, '[]'::jsonb) || jsonb_build_array(v.entry::jsonb),
+    attempts = v.attempts, next_attempt_at = v.next_at, channel = v.channel, last_error = v.error, sent_at = v.sent_at,
+    lease_until = NULL, lease_owner = NULL, updated_at = :now
+FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:entries AS text[]), CAST(:attempts AS integer[]),
+            CAST(:nexts AS timestamp[]), CAST(:channels AS text[]), CAST(:errors AS text[]), CAST(:sents AS timestamp[]))
+    AS v(id, status, entry, attempts, next_at, channel, error, sent_at)
+WHERE n.id = v.id AND n.lease_owner = :owner
+""")
+
+
+def _naive(moment: dt.datetime | None) -> dt.datetime | None:
+    return None if moment is None else moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
 async def record(connection: AsyncConnection, verdicts: Sequence[Verdict], *, owner: str, now: dt.datetime) -> None:
-    """Write a batch of verdicts in one executemany, releasing the lease; rows `owner` lost are left alone."""
+    """Write a batch of verdicts in one statement, releasing the lease; rows `owner` lost are left alone."""
     if not verdicts:
+        return
+    if connection.dialect.name == "postgresql":
+        await connection.execute(_RECORD_PG, {
+            "ids": [v.row.id for v in verdicts],
+            "statuses": [str(v.status) for v in verdicts],
+            "entries": [json.dumps(history_entry(v.status, now, v.reason)) for v in verdicts],
+            "attempts": [v.attempts for v in verdicts],
+            "nexts": [_naive(v.next_attempt_at) for v in verdicts],
+            "channels": [v.channel or v.row.channel for v in verdicts],
+            "errors": [v.reason for v in verdicts],
+            "sents": [_naive(v.sent_at) for v in verdicts],
+            "now": _naive(now),
+            "owner": owner,
+        })
         return
     params = [
         {
