@@ -22,7 +22,7 @@ from hub.console import add_console
 from hub.core import Hub
 from hub.metrics import metrics_middleware, public_metrics_route
 from hub.request_ids import request_ids
-from hub.request_body import BadBody, parse_form, parse_json
+from hub.request_body import BadBody, check_form, parse_json
 
 HUB_KEY = web.AppKey("hub", Hub)
 
@@ -102,7 +102,7 @@ async def checked_body(request: web.Request, handler: Handler) -> web.StreamResp
         if kind == "application/json" or kind.endswith("+json"):
             parse_json(raw)
         elif kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            parse_form(raw, kind)
+            check_form(raw, kind)
     return await handler(request)
 
 

@@ -25,9 +25,20 @@ _ALPHABET = "abcdefghjkmnpqrstuvwxyz"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_LENGTH = 20
+_SPACE = len(_ALPHABET) ** _LENGTH
+
+
 def new_request_id() -> str:
     """A fresh id: 20 letters (about 90 bits)."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(20))
+    # One draw from the system's randomness, spelled in base 23: as uniform as a letter per draw,
+    # without twenty urandom calls on every request.
+    number = secrets.randbelow(_SPACE)
+    letters = []
+    for _ in range(_LENGTH):
+        number, digit = divmod(number, len(_ALPHABET))
+        letters.append(_ALPHABET[digit])
+    return "".join(letters)
 
 
 def request_id_for(incoming: str | None) -> str:
