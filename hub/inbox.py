@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -65,6 +66,12 @@ INTAKE_DEFER_MAX = 1.0
 """Longest the in-process worker waits for such a pause before it processes a batch anyway."""
 ACCEPT_BATCH = 500
 """Most webhooks one group commit writes (keeps a multi-row INSERT under SQLite's variable limit)."""
+_PG_ACCEPT = (
+    "INSERT INTO inbox_events (tenant_id, source, dedupe_key, kind, payload, received_at, next_attempt_at, attempts) "
+    "SELECT t, s, d, k, p::jsonb, r, r, 0 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], "
+    "$6::timestamp[]) AS batch(t, s, d, k, p, r) ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING source, dedupe_key"
+)
+"""The accept INSERT on PostgreSQL: a batch of webhooks as column arrays (received_at in naive UTC, as stored)."""
 EVENT_CLASSES: Mapping[str, type[InboxEvent]] = {cls.kind: cls for cls in INBOX_EVENT_TYPES}
 
 
@@ -198,10 +205,16 @@ class Inbox:
     async def _insert(self, batch: list[tuple[dict[str, Any], asyncio.Future[bool]]]) -> set[tuple[str, str]]:
         rows = [row for row, _ in batch]
         if self._autocommit is not None:
-            # ACCEPT_BATCH rows fit one multi-row INSERT on PostgreSQL, so the batch is still one statement
-            # and one commit; the answers wait for it like before.
+            # The whole batch is one statement, so one commit, whatever its size; the answers wait for it like
+            # before. Columns go as arrays (one prepared statement for every batch size) and values as the
+            # driver takes them: no per-row bind processing.
+            columns = (
+                [row["tenant_id"] for row in rows], [row["source"] for row in rows], [row["dedupe_key"] for row in rows],
+                [row["kind"] for row in rows], [json.dumps(row["payload"]) for row in rows],
+                [row["received_at"].astimezone(dt.UTC).replace(tzinfo=None) for row in rows],
+            )
             async with self._autocommit.connect() as connection:
-                result = await connection.execute(self._insert_statement, rows)
+                result = await connection.exec_driver_sql(_PG_ACCEPT, columns)
                 return {(source, key) for source, key in result}
         async with self.db.engine.begin() as connection:
             # One cached statement run with many parameter sets: SQLAlchemy sends it as multi-row
