@@ -214,8 +214,8 @@ class Inbox:
                 [row["received_at"].astimezone(dt.UTC).replace(tzinfo=None) for row in rows],
             )
             async with self._autocommit.connect() as connection:
-                result = await connection.exec_driver_sql(_PG_ACCEPT, columns)
-                return {(source, key) for source, key in result}
+                inserted: Any = await connection.exec_driver_sql(_PG_ACCEPT, columns)  # rows of (source, dedupe_key)
+                return {(source, key) for source, key in inserted}
         async with self.db.engine.begin() as connection:
             # One cached statement run with many parameter sets: SQLAlchemy sends it as multi-row
             # INSERTs ("insertmanyvalues") without compiling a new statement per batch size.
