@@ -163,7 +163,8 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     app.add_subapp("/api/v1/admin/", create_admin_api(hub, [errors_as_json]))
     app.add_subapp("/api/v1/", create_api(hub, [errors_as_json]))
     for plugin, routes in hub.hooks.call_sync("register_routes", hub=hub):
-        sub = web.Application(middlewares=[errors_as_json], client_max_size=hub.config.hub.max_body_bytes)
+        # No middleware of its own: the app's (errors_as_json among them) already wrap every webhook.
+        sub = web.Application(client_max_size=hub.config.hub.max_body_bytes)
         sub[HUB_KEY] = hub
         sub.add_routes(routes)
         app.add_subapp(f"/webhooks/{plugin}/", sub)

@@ -53,11 +53,14 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
     """Bind the request id to the logging context for the request and answer it in `X-Request-Id`."""
     request_id = request_id_for(request.headers.get(HEADER))
     request[REQUEST_ID] = request_id
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            exc.headers[HEADER] = request_id
-            raise
-        response.headers[HEADER] = request_id
-        return response
+    # Bound and reset by token: `bound_contextvars` would also copy the whole logging context on every request.
+    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[HEADER] = request_id
+        raise
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    response.headers[HEADER] = request_id
+    return response
