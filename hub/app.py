@@ -22,7 +22,7 @@ from hub.console import add_console
 from hub.core import Hub
 from hub.metrics import metrics_middleware, public_metrics_route
 from hub.request_ids import request_ids
-from hub.request_body import BadBody, parse_form, parse_json
+from hub.request_body import BadBody, check_form, parse_json
 
 HUB_KEY = web.AppKey("hub", Hub)
 
@@ -93,16 +93,19 @@ async def checked_body(request: web.Request, handler: Handler) -> web.StreamResp
     any handler or signature check reads them.
     """
     if request.body_exists:
-        try:
-            async with asyncio.timeout(request.app[HUB_KEY].config.hub.body_timeout_seconds):
-                raw = await request.read()
-        except TimeoutError:
-            return json_error(408, "request_timeout", "the request body did not arrive in time")
+        if request.content.is_eof():
+            raw = await request.read()  # all of it has arrived (a webhook's usual case): nothing to wait for or bound
+        else:
+            try:
+                async with asyncio.timeout(request.app[HUB_KEY].config.hub.body_timeout_seconds):
+                    raw = await request.read()
+            except TimeoutError:
+                return json_error(408, "request_timeout", "the request body did not arrive in time")
         kind = request.content_type.lower()
         if kind == "application/json" or kind.endswith("+json"):
             parse_json(raw)
         elif kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            parse_form(raw, kind)
+            check_form(raw, kind)
     return await handler(request)
 
 
@@ -163,7 +166,8 @@ def create_app(hub: Hub, *, run_workers: bool = True, manage_hub: bool = True) -
     app.add_subapp("/api/v1/admin/", create_admin_api(hub, [errors_as_json]))
     app.add_subapp("/api/v1/", create_api(hub, [errors_as_json]))
     for plugin, routes in hub.hooks.call_sync("register_routes", hub=hub):
-        sub = web.Application(middlewares=[errors_as_json], client_max_size=hub.config.hub.max_body_bytes)
+        # No middleware of its own: the app's (errors_as_json among them) already wrap every webhook.
+        sub = web.Application(client_max_size=hub.config.hub.max_body_bytes)
         sub[HUB_KEY] = hub
         sub.add_routes(routes)
         app.add_subapp(f"/webhooks/{plugin}/", sub)

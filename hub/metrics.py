@@ -135,6 +135,10 @@ def outcome_of(status: int) -> str:
 def metrics_middleware(hub: Hub) -> Middleware:
     """Time every request by route; count webhooks by plugin and outcome."""
     metrics = hub.metrics
+    # The labelled children, looked up once per label set: `labels()` takes a lock and checks its arguments on
+    # every call. Prometheus keeps a child per label set anyway, so these add no label sets of their own.
+    timers: dict[tuple[str, str, int], Histogram] = {}
+    counters: dict[tuple[str, str], Counter] = {}
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -148,10 +152,18 @@ def metrics_middleware(hub: Hub) -> Middleware:
             status = exc.status
             raise
         finally:
-            metrics.requests.labels(route_label(request), request.method, f"{status // 100}xx").observe(time.perf_counter() - started)
+            key = (route_label(request), request.method, status // 100)
+            timer = timers.get(key)
+            if timer is None:
+                timer = timers[key] = metrics.requests.labels(key[0], key[1], f"{key[2]}xx")
+            timer.observe(time.perf_counter() - started)
             plugin = webhook_plugin(request.path)
             if plugin in hub.plugins:
-                metrics.webhooks.labels(plugin, outcome_of(status)).inc()
+                outcome = (plugin, outcome_of(status))
+                counter = counters.get(outcome)
+                if counter is None:
+                    counter = counters[outcome] = metrics.webhooks.labels(*outcome)
+                counter.inc()
 
     return observe
 

@@ -29,6 +29,7 @@ from hub.models import RateLimitWindow
 WINDOW_SECONDS = 60
 MAX_LEASE = 64
 LEASE_SHARE = 8
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 class RateLimiter:
@@ -92,15 +93,16 @@ class RateLimiter:
         statement = insert.on_conflict_do_update(
             index_elements=["bucket", "window_start"], set_={"count": RateLimitWindow.count + block}
         ).returning(RateLimitWindow.count)
-        async with self._db.sessions.begin() as session:
+        # A Core connection, not an ORM session: the lease is two statements and needs no identity map.
+        async with self._db.engine.begin() as connection:
             # A count lost in a crash only lets a few more requests through; waiting for the WAL
             # flush would cost each lease (and the requests queued behind it) its time.
-            await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            count = int((await session.execute(statement)).scalar_one())
+            await connection.execute(_ASYNC_COMMIT)
+            count = int((await connection.execute(statement)).scalar_one())
             if start != self._shared_current:
                 # Once per window and process: old windows are only history.
                 self._shared_current = start
-                await session.execute(delete(RateLimitWindow).where(RateLimitWindow.window_start < start - self._window))
+                await connection.execute(delete(RateLimitWindow).where(RateLimitWindow.window_start < start - self._window))
         # Of the block just added, only the hits still under the limit are this process's to use.
         granted = max(0, min(block, limit - (count - block)))
         if len(self._leases) > 10_000:

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 MAX_DEPTH = 32
 """Deepest nesting of objects and arrays accepted in a JSON body."""
@@ -114,7 +114,7 @@ def parse_form(raw: bytes, content_type: str) -> dict[str, str]:
         raise BadBody("body", "expected application/x-www-form-urlencoded", 400, "malformed_form")
     try:
         text = raw.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=1000)
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=MAX_FORM_FIELDS)
     except UnicodeDecodeError:
         raise BadBody("body", "not valid UTF-8", 400, "malformed_form") from None
     except ValueError:
@@ -126,3 +126,26 @@ def parse_form(raw: bytes, content_type: str) -> dict[str, str]:
                 raise BadBody(where, problem)
         form[key] = value
     return form
+
+
+MAX_FORM_FIELDS = 1000
+"""Most fields a form may have."""
+
+
+def check_form(raw: bytes, content_type: str) -> None:
+    """Raise BadBody for a form `parse_form` would refuse, without building the form (the handler parses it).
+
+    A plain ASCII body whose percent-decoded bytes are valid UTF-8 without NUL
+    is accepted outright (every field is then valid on its own: the separators
+    are ASCII); anything else goes through `parse_form`, which names the field.
+    """
+    if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded" and raw.isascii() \
+            and raw.count(b"&") < MAX_FORM_FIELDS:
+        decoded = unquote_to_bytes(raw)
+        if b"\x00" not in decoded:
+            try:
+                decoded.decode("utf-8")
+                return
+            except UnicodeDecodeError:
+                pass
+    parse_form(raw, content_type)

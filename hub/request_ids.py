@@ -25,9 +25,20 @@ _ALPHABET = "abcdefghjkmnpqrstuvwxyz"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_LENGTH = 20
+_SPACE = len(_ALPHABET) ** _LENGTH
+
+
 def new_request_id() -> str:
     """A fresh id: 20 letters (about 90 bits)."""
-    return "".join(secrets.choice(_ALPHABET) for _ in range(20))
+    # One draw from the system's randomness, spelled in base 23: as uniform as a letter per draw,
+    # without twenty urandom calls on every request.
+    number = secrets.randbelow(_SPACE)
+    letters = []
+    for _ in range(_LENGTH):
+        number, digit = divmod(number, len(_ALPHABET))
+        letters.append(_ALPHABET[digit])
+    return "".join(letters)
 
 
 def request_id_for(incoming: str | None) -> str:
@@ -42,11 +53,14 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
     """Bind the request id to the logging context for the request and answer it in `X-Request-Id`."""
     request_id = request_id_for(request.headers.get(HEADER))
     request[REQUEST_ID] = request_id
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            exc.headers[HEADER] = request_id
-            raise
-        response.headers[HEADER] = request_id
-        return response
+    # Bound and reset by token: `bound_contextvars` would also copy the whole logging context on every request.
+    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[HEADER] = request_id
+        raise
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    response.headers[HEADER] = request_id
+    return response

@@ -185,6 +185,12 @@ async def test_ids_out_of_range_are_422(client: Any, key: str, path: str) -> Non
         (b"From=\xff\xfe&Body=x", "application/x-www-form-urlencoded"),
         (b"--xyz\r\ngarbage without an end", "multipart/form-data; boundary=xyz"),
         (b"Body=a%00b", "application/x-www-form-urlencoded"),
+        # A character split across two fields, an encoded surrogate, a raw byte completed by an escape,
+        # a field past the limit: each valid-looking as a whole, refused like the field-by-field parse does.
+        (b"From=%C3&Body=%A9", "application/x-www-form-urlencoded"),
+        (b"Body=%ED%A0%80", "application/x-www-form-urlencoded"),
+        (b"Body=\xc3%A9", "application/x-www-form-urlencoded"),
+        (b"&".join([b"f=1"] * 1001), "application/x-www-form-urlencoded"),
     ],
 )
 async def test_malformed_webhook_forms_are_400_or_422(client: Any, body: bytes, content_type: str) -> None:

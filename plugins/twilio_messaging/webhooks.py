@@ -93,10 +93,12 @@ _HASHES = {HMAC_SHA1: hashlib.sha1, HMAC_SHA256: hashlib.sha256}
 def _form_signed(url: str, params: Any, signature: str, key: bytes, digest: Any) -> bool:
     """The SDK's check of a form's signature, computed once instead of twice: Twilio may sign the URL with or
     without its default port, and the SDK always computes both; here the other form is computed only on a miss."""
-    if hasattr(params, "getall"):
-        pairs = "".join(name + value for name in sorted(set(params)) for value in sorted(set(params.getall(name))))
-    else:
-        pairs = "".join(name + params[name] for name in sorted(set(params)))
+    # Each name once, its distinct values sorted (a repeated field counts once per distinct value), as the SDK does;
+    # one pass over the items rather than a `getall` scan of the whole form per name.
+    values: dict[str, set[str]] = {}
+    for name, value in params.items():
+        values.setdefault(name, set()).add(value)
+    pairs = "".join(name + value for name in sorted(values) for value in sorted(values[name]))
     expected = signature.encode()
     parsed = urlparse(url)
     # The URL as given is almost always the form Twilio signed: try it first.
