@@ -30,7 +30,7 @@ from hub.business import BusinessProfile
 from hub.contacts import link
 from hub.errors import HubError, UnknownContact
 from hub.events import AppointmentRef
-from hub.handoff import load_conversation, record_event
+from hub.handoff import UnknownConversation, load_conversation, record_event
 from hub.models import Appointment, Contact, Conversation, ConversationEvent, Identity, Message, Notification, utcnow
 from hub.phones import normalize_email
 from hub.responders import ContactDetails, ConversationMessage
@@ -69,13 +69,7 @@ async def recent_messages(hub: Hub, tenant: str, conversation_id: int, limit: in
     info = await hub.tenants.get(tenant)
     async with reading(hub.db) as session:
         await load_conversation(session, info, conversation_id)
-        thread = (await session.execute(
-            select(Message.id, Message.direction, Message.body, Message.created_at, Notification.kind, Notification.appointment_id)
-            .outerjoin(Notification, Notification.id == Message.notification_id)
-            .where(Message.conversation_id == conversation_id)
-            .order_by(Message.id.desc())
-            .limit(max(1, min(limit, 100)))
-        )).all()
+        thread = (await session.execute(_recent(conversation_id, limit))).all()
     return [ConversationMessage(m.id, m.direction, m.body, m.created_at, m.kind, m.appointment_id) for m in reversed(thread)]
 
 
@@ -90,6 +84,46 @@ async def contact_details(hub: Hub, tenant: str, contact_id: int) -> ContactDeta
         phones=tuple(i.value for i in identities if i.kind == "phone"),
         emails=tuple(i.value for i in identities if i.kind == "email"),
         opted_out={i.value: tuple(sorted(i.opted_out or {})) for i in identities if i.opted_out},
+    )
+
+
+async def conversation_context(
+    hub: Hub, plugin: str, tenant: str, conversation_id: int, limit: int = 10
+) -> tuple[ContactDetails, list[ConversationMessage], dict[str, Any]]:
+    """The conversation's contact, its last `limit` messages and the plugin's dialogue state, read together.
+
+    What `contact_details`, `recent_messages` and `conversation_state` return, in three statements on one
+    connection instead of six on three: a responder reads all three for every message it answers.
+    """
+    info = await hub.tenants.get(tenant)
+    async with reading(hub.db) as session:
+        found = (await session.execute(
+            select(Conversation.responder_state, Contact)
+            .join(Contact, Contact.id == Conversation.contact_id)
+            .where(Conversation.id == conversation_id, Conversation.tenant_id == info.id)
+        )).first()
+        if found is None:
+            raise UnknownConversation(f"no conversation {conversation_id} in tenant {info.slug!r}")
+        state, contact = found
+        identities = (await session.scalars(select(Identity).where(Identity.contact_id == contact.id).order_by(Identity.id))).all()
+        thread = (await session.execute(_recent(conversation_id, limit))).all()
+    details = ContactDetails(
+        contact.id, info.slug, contact.name, contact.locale, contact.timezone,
+        phones=tuple(i.value for i in identities if i.kind == "phone"),
+        emails=tuple(i.value for i in identities if i.kind == "email"),
+        opted_out={i.value: tuple(sorted(i.opted_out or {})) for i in identities if i.opted_out},
+    )
+    messages = [ConversationMessage(m.id, m.direction, m.body, m.created_at, m.kind, m.appointment_id) for m in reversed(thread)]
+    return details, messages, dict((state or {}).get(plugin) or {})
+
+
+def _recent(conversation_id: int, limit: int) -> Any:
+    return (
+        select(Message.id, Message.direction, Message.body, Message.created_at, Notification.kind, Notification.appointment_id)
+        .outerjoin(Notification, Notification.id == Message.notification_id)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.id.desc())
+        .limit(max(1, min(limit, 100)))
     )
 
 
