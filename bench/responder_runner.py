@@ -70,7 +70,7 @@ async def measure(url: str, n: int, people: int, rules: bool, profile: str | Non
             if not (runner_state._pending or runner_state._active) and await _all_answered(hub):
                 break
         wall, used = time.perf_counter() - began, time.process_time() - cpu
-        if profiler:
+        if profiler is not None and profile:
             profiler.disable()
             profiler.dump_stats(profile)
         stop.set()
