@@ -390,7 +390,9 @@ class ResponderRunner:
                 if not future.done():
                     future.set_result(got.get(n, False))
                 elif got.get(n):  # its task was cancelled meanwhile: the lock it will never give back goes now
-                    self._unlock_requests.append((key, asyncio.get_running_loop().create_future()))
+                    orphan: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+                    orphan.add_done_callback(lambda done: done.cancelled() or done.exception())  # nobody awaits it
+                    self._unlock_requests.append((key, orphan))
 
     async def close(self) -> None:
         """Give back the connection that holds the conversation locks (releasing any it holds)."""
