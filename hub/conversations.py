@@ -21,7 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.appointment_input import AppointmentInput
@@ -30,7 +30,7 @@ from hub.business import BusinessProfile
 from hub.contacts import link
 from hub.errors import HubError, UnknownContact
 from hub.events import AppointmentRef
-from hub.handoff import load_conversation, record_event
+from hub.handoff import UnknownConversation, load_conversation, record_event
 from hub.models import Appointment, Contact, Conversation, ConversationEvent, Identity, Message, Notification, utcnow
 from hub.phones import normalize_email
 from hub.responders import ContactDetails, ConversationMessage
@@ -69,13 +69,7 @@ async def recent_messages(hub: Hub, tenant: str, conversation_id: int, limit: in
     info = await hub.tenants.get(tenant)
     async with reading(hub.db) as session:
         await load_conversation(session, info, conversation_id)
-        thread = (await session.execute(
-            select(Message.id, Message.direction, Message.body, Message.created_at, Notification.kind, Notification.appointment_id)
-            .outerjoin(Notification, Notification.id == Message.notification_id)
-            .where(Message.conversation_id == conversation_id)
-            .order_by(Message.id.desc())
-            .limit(max(1, min(limit, 100)))
-        )).all()
+        thread = (await session.execute(_recent(conversation_id, limit))).all()
     return [ConversationMessage(m.id, m.direction, m.body, m.created_at, m.kind, m.appointment_id) for m in reversed(thread)]
 
 
@@ -91,6 +85,55 @@ async def contact_details(hub: Hub, tenant: str, contact_id: int) -> ContactDeta
         emails=tuple(i.value for i in identities if i.kind == "email"),
         opted_out={i.value: tuple(sorted(i.opted_out or {})) for i in identities if i.opted_out},
     )
+
+
+async def conversation_context(
+    hub: Hub, plugin: str, tenant: str, conversation_id: int, limit: int = 10
+) -> tuple[ContactDetails, list[ConversationMessage], dict[str, Any]]:
+    """The conversation's contact, its last `limit` messages and the plugin's dialogue state, read together.
+
+    What `contact_details`, `recent_messages` and `conversation_state` return, in three statements on one
+    connection instead of six on three: a responder reads all three for every message it answers.
+    """
+    info = await hub.tenants.get(tenant)
+    bounds = {"b_conversation": conversation_id, "b_tenant": info.id, "b_limit": max(1, min(limit, 100))}
+    # Plain columns on a connection, statements built once: ORM rows and sessions were most of this read's CPU.
+    async with hub.db.engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        found = (await connection.execute(_CONTEXT_CONTACT, bounds)).first()
+        if found is None:
+            raise UnknownConversation(f"no conversation {conversation_id} in tenant {info.slug!r}")
+        identities = (await connection.execute(_CONTEXT_IDENTITIES, {"b_contact": found.id})).all()
+        thread = (await connection.execute(_CONTEXT_MESSAGES, bounds)).all()
+    details = ContactDetails(
+        found.id, info.slug, found.name, found.locale, found.timezone,
+        phones=tuple(i.value for i in identities if i.kind == "phone"),
+        emails=tuple(i.value for i in identities if i.kind == "email"),
+        opted_out={i.value: tuple(sorted(i.opted_out or {})) for i in identities if i.opted_out},
+    )
+    messages = [ConversationMessage(m.id, m.direction, m.body, m.created_at, m.kind, m.appointment_id) for m in reversed(thread)]
+    return details, messages, dict((found.responder_state or {}).get(plugin) or {})
+
+
+_CONTEXT_CONTACT = (
+    select(Conversation.responder_state, Contact.id, Contact.name, Contact.locale, Contact.timezone)
+    .join(Contact, Contact.id == Conversation.contact_id)
+    .where(Conversation.id == bindparam("b_conversation"), Conversation.tenant_id == bindparam("b_tenant"))
+)
+_CONTEXT_IDENTITIES = (
+    select(Identity.kind, Identity.value, Identity.opted_out).where(Identity.contact_id == bindparam("b_contact")).order_by(Identity.id)
+)
+_CONTEXT_MESSAGES = (
+    select(Message.id, Message.direction, Message.body, Message.created_at, Notification.kind, Notification.appointment_id)
+    .outerjoin(Notification, Notification.id == Message.notification_id)
+    .where(Message.conversation_id == bindparam("b_conversation"))
+    .order_by(Message.id.desc())
+    .limit(bindparam("b_limit"))
+)
+
+
+def _recent(conversation_id: int, limit: int) -> Any:
+    return _CONTEXT_MESSAGES.params(b_conversation=conversation_id, b_limit=max(1, min(limit, 100)))
 
 
 async def contact_appointments(hub: Hub, tenant: str, contact_id: int, *, include_past: bool = False) -> list[AppointmentRef]:

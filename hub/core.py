@@ -520,6 +520,12 @@ class Hub:
         """The conversation's last messages, oldest first (the port's `recent_messages`)."""
         return await conversations.recent_messages(self, tenant, conversation_id, limit)
 
+    async def conversation_context(
+        self, plugin: str, tenant: str, conversation_id: int, limit: int = 10
+    ) -> tuple[ContactDetails, list[ConversationMessage], dict[str, Any]]:
+        """Contact, recent messages and dialogue state in one read (the port's `conversation_context`)."""
+        return await conversations.conversation_context(self, plugin, tenant, conversation_id, limit)
+
     async def contact_details(self, tenant: str, contact_id: int) -> ContactDetails:
         """The contact with its addresses (the port's `contact_details`)."""
         return await conversations.contact_details(self, tenant, contact_id)

@@ -42,10 +42,9 @@ import structlog
 from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.conversations import reading
 from hub.events import Conversation as ConversationView
 from hub.events import ReceivedMessage
-from hub.handoff import BOT, HUMAN, conversation_view, load_conversation, mark_human
+from hub.handoff import BOT, HUMAN, load_conversation, mark_human
 from hub.models import Contact, Conversation, Message, utcnow
 from hub.notifications import NotificationRequest
 from hub.responders import Reply
@@ -71,19 +70,43 @@ _MOVE_CURSORS = (
 )
 
 
-# Built once: constructing the statement cost more CPU than running it, once per message.
-_NEXT_MESSAGE = (
-    select(Conversation, Message, Contact.name)
-    .join(Message, Message.conversation_id == Conversation.id)
-    .outerjoin(Contact, Contact.id == Conversation.contact_id)
+READ_BATCH = 400
+"""Most conversations whose next messages one statement reads (SQLite takes at most 999 parameters)."""
+# Built once: constructing the statement cost more CPU than running it. Per conversation asked for, its next two
+# unanswered inbound messages (the second only says whether there is more, which spares the read that would find
+# nothing after the last one), with the conversation (its handler may have changed since the last message) and the
+# contact's name. Plain columns, not ORM rows: building the rows was most of the read's CPU.
+_UNANSWERED = (
+    select(
+        Message.id.label("message_id"), Message.conversation_id, Message.channel, Message.address, Message.body,
+        Message.media, Message.created_at,
+        func.row_number().over(partition_by=Message.conversation_id, order_by=Message.id).label("n"),
+    )
+    .join(Conversation, Conversation.id == Message.conversation_id)
     .where(
-        Conversation.id == bindparam("b_conversation"),
+        Conversation.id.in_(bindparam("b_conversations", expanding=True)),
         Message.direction == "in",
         Message.id > func.coalesce(Conversation.answered_through, 0),
     )
-    .order_by(Message.id)
-    .limit(1)
+    .subquery()
 )
+_NEXT_MESSAGES = (
+    select(
+        _UNANSWERED, Conversation.tenant_id, Conversation.contact_id, Conversation.medium,
+        Conversation.channel.label("conversation_channel"), Conversation.last_inbound_at, Conversation.handler, Contact.name,
+    )
+    .join(Conversation, Conversation.id == _UNANSWERED.c.conversation_id)
+    .outerjoin(Contact, Contact.id == Conversation.contact_id)
+    .where(_UNANSWERED.c.n <= 2)
+    .order_by(_UNANSWERED.c.conversation_id, _UNANSWERED.c.message_id)
+)
+# One statement takes (or gives back) the locks every task asked for meanwhile: a round trip per batch, not per task.
+_TRY_LOCKS = text(
+    "SELECT t.o, pg_try_advisory_lock(:ns, t.k) FROM unnest(CAST(:keys AS integer[])) WITH ORDINALITY AS t(k, o)"
+)
+_UNLOCKS = text("SELECT pg_advisory_unlock(:ns, t.k) FROM unnest(CAST(:keys AS integer[])) AS t(k)")
+BUSY_RETRY_SECONDS = 0.5
+"""How soon a conversation another process was answering is looked at again (its new message may be past its answer)."""
 
 
 @dataclasses.dataclass
@@ -106,6 +129,11 @@ class ResponderRunner:
         self._wake = asyncio.Event()
         self._lock_connection: AsyncConnection | None = None
         self._lock_guard = asyncio.Lock()
+        self._lock_requests: list[tuple[int, asyncio.Future[bool]]] = []
+        self._unlock_requests: list[tuple[int, asyncio.Future[bool]]] = []
+        self._locker: asyncio.Task[None] | None = None
+        self._read_requests: list[tuple[int, asyncio.Future[list[Any]]]] = []
+        self._reader: asyncio.Task[None] | None = None
         self._answers: list[_Answer] = []
         self._writer: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("hub.responding")
@@ -159,8 +187,10 @@ class ResponderRunner:
                     finally:
                         await self._unlock(conversation_id)
                 else:
-                    # Another process is answering it; the sweep looks again once it is done.
+                    # Another process is answering it. Its runner stops once it finds no more than what it
+                    # read, so a message it did not see is looked at again here soon (and by the sweep).
                     self._log.debug("responder_conversation_busy", conversation_id=conversation_id)
+                    asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self.schedule, conversation_id)
         except Exception as exc:
             self._log.error("responder_failed", conversation_id=conversation_id, error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -175,7 +205,7 @@ class ResponderRunner:
             loaded = await self._next_message(conversation_id)
             if loaded is None:
                 return
-            thread, view, too_old = loaded
+            thread, view, too_old, more = loaded
             reply: Any = None
             if thread.handler == HUMAN:
                 # A person has it: the bot stays silent (unless the hold timed out and it was released now).
@@ -183,6 +213,9 @@ class ResponderRunner:
             if not too_old and thread.handler == BOT:
                 reply = await self._ask(thread, view)
             await self._record(thread, view, reply)
+            if not more:
+                # A message committed since was scheduled by whoever recorded it: this task runs again.
+                return
 
     async def _record(self, thread: ConversationView, view: ReceivedMessage, reply: Any) -> None:
         """Queue the reply and move the cursor past the message; returns once that is committed."""
@@ -246,22 +279,47 @@ class ResponderRunner:
         self.hub.metrics.observe_responder(time.perf_counter() - started, "reply" if reply is not None else "none")
         return reply
 
-    async def _next_message(self, conversation_id: int) -> tuple[ConversationView, ReceivedMessage, bool] | None:
-        async with reading(self.hub.db) as session:
-            # One round trip: the conversation (its handler may have changed since the last message), its next
-            # unanswered inbound message, and the contact's name.
-            found = (await session.execute(_NEXT_MESSAGE, {"b_conversation": conversation_id})).first()
-        if found is None:
+    async def _next_message(self, conversation_id: int) -> tuple[ConversationView, ReceivedMessage, bool, bool] | None:
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._read_requests.append((conversation_id, future))
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_next_messages(), name="hub-responder-reads")
+        found = await future
+        if not found:
             return None
-        conversation, message, name = found
-        tenant = await self.hub.tenants.by_id(conversation.tenant_id)
-        thread = conversation_view(conversation, tenant.slug)
-        view = ReceivedMessage(
-            tenant=tenant.slug, contact_id=conversation.contact_id, conversation_id=conversation.id, message_id=message.id,
-            medium=conversation.medium, channel=message.channel, address=message.address or "", body=message.body,
-            media=list(message.media or []), profile_name=name,
+        row = found[0]
+        tenant = await self.hub.tenants.by_id(row.tenant_id)
+        thread = ConversationView(
+            row.conversation_id, tenant.slug, row.contact_id, row.medium, row.conversation_channel, row.last_inbound_at, row.handler
         )
-        return thread, view, message.created_at < utcnow() - REPLY_EXPIRY
+        view = ReceivedMessage(
+            tenant=tenant.slug, contact_id=row.contact_id, conversation_id=row.conversation_id, message_id=row.message_id,
+            medium=row.medium, channel=row.channel, address=row.address or "", body=row.body,
+            media=list(row.media or []), profile_name=row.name,
+        )
+        return thread, view, row.created_at < utcnow() - REPLY_EXPIRY, len(found) > 1
+
+    async def _read_next_messages(self) -> None:
+        # Every conversation whose task asked while the last read ran is read in the next: one statement for many.
+        while self._read_requests:
+            batch, self._read_requests = self._read_requests[:READ_BATCH], self._read_requests[READ_BATCH:]
+            try:
+                async with self.hub.db.engine.connect() as connection:
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")  # reads only: no BEGIN/ROLLBACK
+                    rows = (await connection.execute(
+                        _NEXT_MESSAGES, {"b_conversations": sorted({cid for cid, _ in batch})}
+                    )).all()
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            found: dict[int, list[Any]] = {}
+            for row in rows:
+                found.setdefault(row.conversation_id, []).append(row)
+            for conversation_id, future in batch:
+                if not future.done():
+                    future.set_result(found.get(conversation_id, []))
 
     async def _unanswered(self) -> list[int]:
         """Conversations with a recent inbound message past their cursor."""
@@ -286,31 +344,55 @@ class ResponderRunner:
     async def _lock(self, conversation_id: int) -> bool:
         if self.hub.db.is_sqlite:
             return True  # one process; `_active` already keeps one task per conversation
-        async with self._lock_guard:
-            if self._lock_connection is None or self._lock_connection.closed:
-                self._lock_connection = await self.hub.db.engine.connect()
-                # Advisory locks live with the session, not a transaction: none stays open.
-                await self._lock_connection.execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                got = await self._lock_connection.scalar(
-                    text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": LOCK_NAMESPACE, "key": _lock_key(conversation_id)}
-                )
-            except Exception:
-                await self._close_lock_connection()
-                raise
-            return bool(got)
+        return await self._lock_call(self._lock_requests, conversation_id)
 
     async def _unlock(self, conversation_id: int) -> None:
-        if self.hub.db.is_sqlite or self._lock_connection is None:
+        if self.hub.db.is_sqlite:
             return
-        async with self._lock_guard:
-            try:
-                await self._lock_connection.execute(
-                    text("SELECT pg_advisory_unlock(:ns, :key)"), {"ns": LOCK_NAMESPACE, "key": _lock_key(conversation_id)}
-                )
-            except Exception:
-                await self._close_lock_connection()  # closing the session releases its locks
-                raise
+        await self._lock_call(self._unlock_requests, conversation_id)
+
+    async def _lock_call(self, queue: list[tuple[int, asyncio.Future[bool]]], conversation_id: int) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        queue.append((_lock_key(conversation_id), future))
+        if self._locker is None or self._locker.done():
+            self._locker = asyncio.create_task(self._run_lock_calls(), name="hub-responder-locks")
+        return await future
+
+    async def _run_lock_calls(self) -> None:
+        # Every lock and unlock asked for while the last batch ran goes in the next: two statements at most.
+        while self._lock_requests or self._unlock_requests:
+            unlocks, self._unlock_requests = self._unlock_requests, []
+            locks, self._lock_requests = self._lock_requests, []
+            async with self._lock_guard:
+                try:
+                    if self._lock_connection is None or self._lock_connection.closed:
+                        self._lock_connection = await self.hub.db.engine.connect()
+                        # Advisory locks live with the session, not a transaction: none stays open.
+                        await self._lock_connection.execution_options(isolation_level="AUTOCOMMIT")
+                    if unlocks:  # given back first: a task may be taking its conversation's lock again
+                        await self._lock_connection.execute(_UNLOCKS, {"ns": LOCK_NAMESPACE, "keys": [k for k, _ in unlocks]})
+                    got: dict[int, bool] = {}
+                    if locks:
+                        rows = await self._lock_connection.execute(
+                            _TRY_LOCKS, {"ns": LOCK_NAMESPACE, "keys": [k for k, _ in locks]}
+                        )
+                        got = {int(o): bool(g) for o, g in rows}
+                except Exception as exc:
+                    await self._close_lock_connection()  # closing the session releases its locks
+                    for _, future in (*unlocks, *locks):
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+            for _, future in unlocks:
+                if not future.done():
+                    future.set_result(True)
+            for n, (key, future) in enumerate(locks, start=1):
+                if not future.done():
+                    future.set_result(got.get(n, False))
+                elif got.get(n):  # its task was cancelled meanwhile: the lock it will never give back goes now
+                    orphan: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+                    orphan.add_done_callback(lambda done: done.cancelled() or done.exception())  # nobody awaits it
+                    self._unlock_requests.append((key, orphan))
 
     async def close(self) -> None:
         """Give back the connection that holds the conversation locks (releasing any it holds)."""

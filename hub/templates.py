@@ -27,6 +27,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from hub.errors import TemplateError
 
+INLINE_CACHE = 512
+"""Most inline template sources kept compiled."""
+
 DEFAULT_KINDS = ("confirmation", "reminder", "cancellation", "reschedule")
 FALLBACK_LOCALE = "en"
 EMAIL = "email"
@@ -236,6 +239,8 @@ class Templates:
         # autoescape is fixed when a template compiles, hence a separate html one.
         self._environments: dict[tuple[Path | None, bool], ImmutableSandboxedEnvironment] = {}
         self._found: dict[tuple[str, str, str, Path | None], str] = {}
+        # Inline sources compiled once: a responder renders the same few reply texts for every message.
+        self._inline: dict[str, Template] = {}
 
     def search_path(self, tenant_dir: Path | None = None) -> tuple[Path, ...]:
         """The folders searched, in order: the tenant's own, then the shared ones."""
@@ -348,11 +353,15 @@ class Templates:
 
     def render_inline(self, source: str, *, locale: str, timezone: str, context: Mapping[str, Any], name: str = "<inline>") -> str:
         """Render a short template given as text (e.g. a vendor template's variable) with the same filters and sandbox."""
-        environment = self._environment(None, html=False)
-        try:
-            template = environment.from_string(source)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(name, "syntax", f"syntax error: {exc.message}", line=exc.lineno) from None
+        template = self._inline.get(source)
+        if template is None:
+            try:
+                template = self._environment(None, html=False).from_string(source)
+            except TemplateSyntaxError as exc:
+                raise TemplateError(name, "syntax", f"syntax error: {exc.message}", line=exc.lineno) from None
+            if len(self._inline) >= INLINE_CACHE:
+                self._inline.clear()  # sources come from config and plugins: a bound, not an eviction policy
+            self._inline[source] = template
         variables = {**context, "_locale": babel_locale(locale), "_timezone": timezone}
         return self._run(name, template, template.root_render_func, variables).strip()
 

@@ -83,3 +83,25 @@ async def test_messages_calls_and_state_belong_to_one_tenants_conversation(hub: 
     for call in (hub.recent_messages("salon", conversation.id), hub.conversation_state("x", "salon", conversation.id)):
         with pytest.raises(HubError, match="no conversation"):
             await call
+
+
+async def test_conversation_context_reads_what_the_three_separate_reads_return(hub: Hub) -> None:
+    for n, body in enumerate(("hola", "quiero una cita", "mañana")):
+        event = InboundMessage(tenant="clinic", medium="sms", channel="recorder-sms", sender="+34600111222", body=body,
+                               provider_id=f"c{n}")
+        await hub.accept(event, source="test", dedupe_key=f"c{n}")
+    await hub.inbox.process_pending()
+    async with hub.db.sessions() as session:
+        conversation = await session.scalar(select(Conversation))
+    assert conversation is not None
+    await hub.set_contact_email("clinic", conversation.contact_id, "ana@example.com")
+    await hub.set_conversation_state("rules_responder", "clinic", conversation.id, {"awaiting": "pick"})
+    contact, messages, state = await hub.conversation_context("rules_responder", "clinic", conversation.id, limit=2)
+    assert contact == await hub.contact_details("clinic", conversation.contact_id)
+    assert contact.emails == ("ana@example.com",) and contact.phones == ("+34600111222",)
+    assert messages == await hub.recent_messages("clinic", conversation.id, limit=2)
+    assert [m.body for m in messages] == ["quiero una cita", "mañana"]
+    assert state == {"awaiting": "pick"}
+    assert (await hub.conversation_context("openai_responder", "clinic", conversation.id))[2] == {}
+    with pytest.raises(HubError, match="no conversation"):
+        await hub.conversation_context("rules_responder", "salon", conversation.id)

@@ -89,10 +89,9 @@ class Turn:
 async def respond(hub: HubPort, settings: Settings, conversation: Conversation, message: ReceivedMessage) -> Reply:
     """Answer one message (and keep the dialogue state for the next)."""
     tenant = await hub.tenant(conversation.tenant)
-    contact = await hub.contact_details(conversation.tenant, conversation.contact_id)
-    history = await hub.recent_messages(conversation.tenant, conversation.id, limit=8)
+    # One read for the contact, the last messages and the dialogue state: three separate reads were most of a reply's cost.
+    contact, history, state = await hub.conversation_context(NAME, conversation.tenant, conversation.id, limit=8)
     last_out = next((m for m in reversed(history) if m.direction == "out" and m.id < message.message_id), None)
-    state = await hub.conversation_state(NAME, conversation.tenant, conversation.id)
     before = dict(state)
     turn = Turn(
         hub=hub, settings=settings, conversation=conversation, message=message, tenant=tenant, contact=contact,
