@@ -69,6 +69,7 @@ import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
 from bench.common import percentile, stop_process  # noqa: E402
+from bench.inbound import started, wait_ready  # noqa: E402
 from tests.conftest import config_document, write_toml  # noqa: E402
 from tests.pg import PostgresCluster, find_bindir, free_port  # noqa: E402
 
@@ -295,33 +296,6 @@ async def _run(prepared: list[tuple[str, bytes]], headers: dict[str, str], clien
 
 
 # --- processes ---------------------------------------------------------------------
-
-
-@contextmanager
-def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        stop_process(process)
-
-
-async def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                async with session.get(base + "/health", timeout=aiohttp.ClientTimeout(total=2)) as response:
-                    if response.status < 500:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{process.args!r} did not answer /health in {timeout} s")
-            await asyncio.sleep(0.1)
 
 
 def clean_env() -> dict[str, str]:
