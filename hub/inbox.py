@@ -86,13 +86,8 @@ class Claimed:
     attempt: int
 
 
-def order_key(row: Claimed) -> str:
+def order_key(event_id: int, kind: str, payload: dict[str, Any]) -> str:
     """Events with the same key must be processed in arrival order."""
-    return event_order_key(row.id, row.kind, row.payload)
-
-
-def event_order_key(event_id: int, kind: str, payload: dict[str, Any]) -> str:
-    """The order key of a stored event (see `order_key`)."""
     tenant = payload.get("tenant", "")
     if kind == "appointment.changed":
         return f"{tenant}:appointments"  # a reschedule's halves name two different bookings
@@ -109,7 +104,7 @@ def waves(rows: list[Claimed]) -> list[list[Claimed]]:
     out: list[list[Claimed]] = []
     depth: dict[str, int] = {}
     for row in rows:
-        key = order_key(row)
+        key = order_key(row.id, row.kind, row.payload)
         level = depth.get(key, 0)
         depth[key] = level + 1
         if level == len(out):
@@ -255,11 +250,11 @@ class Inbox:
                     InboxEventRow.processed_at.is_(None), InboxEventRow.failed_at.is_(None), InboxEventRow.lease_until >= now
                 )
             )
-            busy = {event_order_key(row.id, row.kind, row.payload) for row in leased}
+            busy = {order_key(row.id, row.kind, row.payload) for row in leased}
             claimed = [
                 Claimed(row.id, row.kind, row.dedupe_key, row.payload, row.attempts + 1)
                 for row in rows
-                if not busy or event_order_key(row.id, row.kind, row.payload) not in busy
+                if not busy or order_key(row.id, row.kind, row.payload) not in busy
             ]
             if claimed:
                 await session.execute(

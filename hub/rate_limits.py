@@ -40,9 +40,9 @@ class RateLimiter:
         self._window = window_seconds
         self._counts: dict[str, int] = {}
         self._current: int | None = None
+        """The window this process last counted in (a process uses one database, so one of the two paths)."""
         self._leases: dict[str, tuple[int, int]] = {}
         """bucket -> (window start, hits left of the block this process took from the shared row)."""
-        self._shared_current: int | None = None
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def hit(self, bucket: str, limit: int, *, now: float | None = None) -> float | None:
@@ -99,9 +99,9 @@ class RateLimiter:
             # flush would cost each lease (and the requests queued behind it) its time.
             await connection.execute(_ASYNC_COMMIT)
             count = int((await connection.execute(statement)).scalar_one())
-            if start != self._shared_current:
+            if start != self._current:
                 # Once per window and process: old windows are only history.
-                self._shared_current = start
+                self._current = start
                 await connection.execute(delete(RateLimitWindow).where(RateLimitWindow.window_start < start - self._window))
         # Of the block just added, only the hits still under the limit are this process's to use.
         granted = max(0, min(block, limit - (count - block)))
